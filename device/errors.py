@@ -1,0 +1,68 @@
+"""The one exception hierarchy of the device package.
+
+Every error a user can meet derives from :class:`SensesError` and also from the builtin it
+resembles (as gpiozero does), so callers can catch either. Messages say what went wrong *and*
+what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class SensesError(Exception):
+    """Base class of every error raised on purpose by the station."""
+
+
+class ConfigError(SensesError, ValueError):
+    """The configuration file is missing, unreadable or invalid."""
+
+
+class ModelError(SensesError):
+    """A model folder cannot be used."""
+
+
+class ModelNotFoundError(ModelError, FileNotFoundError):
+    """A model folder or one of its files does not exist."""
+
+
+class ModelCardError(ModelError, ValueError):
+    """A model's card.json is missing fields or does not match its model file."""
+
+
+class ModelChecksumError(ModelError, ValueError):
+    """model.tflite does not have the sha256 its card states (corrupt or swapped file)."""
+
+
+class InterpreterMissingError(ModelError, ImportError):
+    """Neither LiteRT (ai-edge-litert) nor tflite-runtime is installed."""
+
+
+class InferenceError(ModelError, RuntimeError):
+    """The interpreter failed on an input."""
+
+
+class HardwareError(SensesError, OSError):
+    """A sensor or bus misbehaved."""
+
+
+class I2CBusError(HardwareError):
+    """An I2C transfer failed (EIO, lost arbitration, ...): usually a loose cable or noise."""
+
+
+class I2CDeviceMissingError(HardwareError):
+    """No chip answered at an I2C address (NACK, errno 121 EREMOTEIO)."""
+
+
+class ConversionTimeoutError(HardwareError, TimeoutError):
+    """An ADC or sensor did not finish a measurement before its deadline."""
+
+
+class SensorDisconnectedError(HardwareError):
+    """A channel reads a rail voltage: the sensor or its load resistor is not connected."""
+
+
+class CalibrationError(SensesError, ValueError):
+    """Calibration data is missing, stale or was taken in unusable conditions."""
+
+
+class RecordingError(SensesError, ValueError):
+    """A recording (CSV) cannot be read: the message names file, line and column."""

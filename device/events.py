@@ -1,0 +1,127 @@
+"""The typed events every part of the station exchanges.
+
+Events are small frozen dataclasses. Senses produce them, the runtime fans them out to sinks
+(console, JSON lines, SQLite store, later the BLE link). ``to_dict`` gives the plain form that
+the JSON output and the store use; every dict carries a ``"type"`` key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+class ChannelStatus(enum.StrEnum):
+    """State of one analog sensor channel, as the app shows it."""
+
+    OK = "ok"
+    WARMING_UP = "warming_up"
+    UNCALIBRATED = "uncalibrated"
+    DISCONNECTED = "disconnected"
+    ERROR = "error"
+
+
+class HealthStatus(enum.StrEnum):
+    OK = "ok"
+    DEGRADED = "degraded"
+    FAILED = "failed"
+
+
+class FoodVerdict(enum.StrEnum):
+    """What the station tells a person about their food."""
+
+    FRESH = "fresh"
+    SPOILING = "spoiling"
+    SPOILED = "spoiled"
+
+
+class Trend(enum.StrEnum):
+    IMPROVING = "improving"
+    STEADY = "steady"
+    WORSENING = "worsening"
+    UNKNOWN = "unknown"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    return value
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base of all events. ``ts`` is Unix time in seconds."""
+
+    type: ClassVar[str] = "event"
+    ts: float
+
+    def to_dict(self) -> dict[str, Any]:
+        plain: dict[str, Any] = {"type": self.type}
+        plain.update(_plain(self))
+        return plain
+
+
+@dataclass(frozen=True)
+class SensorValue:
+    """One MQ channel at one instant.
+
+    ``ratio`` is the temperature/humidity-compensated Rs/R0 (None until calibrated);
+    ``ppm`` holds the gases this sensor type has a datasheet curve for.
+    """
+
+    name: str
+    status: ChannelStatus
+    voltage_v: float | None = None
+    rs_kohm: float | None = None
+    ratio: float | None = None
+    ppm: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NoseReading(Event):
+    """All gas channels plus climate, sampled together."""
+
+    type: ClassVar[str] = "nose"
+    sensors: tuple[SensorValue, ...]
+    temperature_c: float | None
+    humidity_pct: float | None
+    warming_up: bool
+
+
+@dataclass(frozen=True)
+class FoodReading(Event):
+    """The verdict on the food in the box.
+
+    ``probabilities`` are the model's classes (excellent, good, acceptable, spoiled);
+    ``freshness`` is 1 for just-bought food and 0 for spoiled; ``trend`` compares the
+    freshness of the last readings. ``warming_up`` marks verdicts made while a sensor was
+    still heating: shown, but not to be trusted.
+    """
+
+    type: ClassVar[str] = "food"
+    label: FoodVerdict
+    confidence: float
+    probabilities: Mapping[str, float]
+    freshness: float
+    trend: Trend
+    freshness_per_hour: float | None
+    warming_up: bool
+
+
+@dataclass(frozen=True)
+class Health(Event):
+    """Something about a component changed: it failed, degraded, or recovered."""
+
+    type: ClassVar[str] = "health"
+    component: str
+    status: HealthStatus
+    message: str
