@@ -28,6 +28,10 @@ class Clock(Protocol):
         """Wait ``seconds`` on this clock."""
         ...
 
+    def wait(self, seconds: float, stop: threading.Event) -> bool:
+        """Like :meth:`sleep`, but return early (``True``) as soon as ``stop`` is set."""
+        ...
+
 
 class SystemClock:
     """The real clock."""
@@ -41,6 +45,9 @@ class SystemClock:
     def sleep(self, seconds: float) -> None:
         if seconds > 0:
             time.sleep(seconds)
+
+    def wait(self, seconds: float, stop: threading.Event) -> bool:
+        return stop.wait(max(seconds, 0.0))
 
 
 class ManualClock:
@@ -64,6 +71,12 @@ class ManualClock:
 
     def sleep(self, seconds: float) -> None:
         self.advance(seconds)
+
+    def wait(self, seconds: float, stop: threading.Event) -> bool:
+        if stop.is_set():
+            return True
+        self.advance(max(seconds, 0.0))
+        return stop.is_set()
 
     def advance(self, seconds: float) -> None:
         if seconds < 0:
@@ -95,3 +108,6 @@ class ScaledClock:
     def sleep(self, seconds: float) -> None:
         if seconds > 0:
             time.sleep(seconds / self.speed)
+
+    def wait(self, seconds: float, stop: threading.Event) -> bool:
+        return stop.wait(max(seconds, 0.0) / self.speed)

@@ -1,0 +1,454 @@
+"""The ``senses`` command.
+
+senses demo [--seconds N] [--json] [--senses nose] [--speed X]
+senses run [--config FILE]
+senses nose calibrate | record | replay
+senses bench nose [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from device.clock import Clock, ManualClock, ScaledClock, SystemClock
+from device.config import Config, load_config
+from device.errors import SensesError
+from device.events import Event, FoodReading, NoseReading
+from device.nose.classifier import VERDICT_OF_CLASS
+from device.nose.features import BASELINE_MINUTES
+from device.nose.minutes import MinuteAggregator
+from device.nose.recording import RecordingWriter
+from device.runtime import KNOWN_SENSES, NoseSetup, Station, build_nose
+from device.sinks import VERDICT_STYLE, JsonLinesSink, NoseDashboard, Sink, StoreSink
+from device.store import EventStore
+
+log = logging.getLogger("senses")
+
+#: ``senses demo``: five simulated hours a real minute, so a verdict shows within seconds
+#: and the whole 36 h recording (fresh → spoiled) plays in about seven minutes.
+DEMO_SPEED = 300.0
+DEMO_WARMUP_S = 300.0
+DEMO_SAMPLE_PERIOD_S = 10.0
+REFRESH_PER_S = 4
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(Path(args.config) if args.config else None)
+
+
+def _with(config: Config, *, data_dir: Path | None = None, **nose: Any) -> Config:
+    """A copy of ``config`` with some nose settings (and the data folder) replaced."""
+    station = config.station.model_copy(update={"data_dir": data_dir}) if data_dir else None
+    return config.model_copy(
+        update={
+            "nose": config.nose.model_copy(update=nose),
+            **({"station": station} if station else {}),
+        }
+    )
+
+
+def _emulation_with(config: Config, **emulation: Any) -> Config:
+    return config.model_copy(update={"emulation": config.emulation.model_copy(update=emulation)})
+
+
+def _run_live(
+    station: Station,
+    setup: NoseSetup,
+    *,
+    seconds: float | None,
+    dashboard: NoseDashboard | None,
+    console: Console,
+) -> None:
+    """Run until ``seconds`` pass, the emulated recording ends, or Ctrl-C / SIGTERM."""
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    station.add_sense("nose", setup.service.run)
+    deadline = None if seconds is None else time.monotonic() + seconds
+    scene = setup.emulation.scene if setup.emulation else None
+
+    def finished() -> bool:
+        if stop.is_set() or (deadline is not None and time.monotonic() >= deadline):
+            return True
+        return scene is not None and scene.finished
+
+    try:
+        if dashboard is None:
+            while not finished():
+                stop.wait(0.1)
+        else:
+            with Live(
+                dashboard.render(), console=console, refresh_per_second=REFRESH_PER_S
+            ) as live:
+                while not finished():
+                    if scene is not None:
+                        dashboard.caption = f"(recording minute {scene.minute()})"
+                    live.update(dashboard.render())
+                    stop.wait(1 / REFRESH_PER_S)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        station.stop()
+        station.join()
+        for event in setup.service.finish():
+            station.emit(event)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    senses = [s.strip() for s in args.senses.split(",") if s.strip()]
+    unknown = [s for s in senses if s not in KNOWN_SENSES]
+    if unknown:
+        raise SensesError(
+            f"sense(s) {', '.join(unknown)} not available yet; this station has: "
+            f"{', '.join(KNOWN_SENSES)}"
+        )
+    data_dir = Path(tempfile.mkdtemp(prefix="senses-demo-"))
+    config = _with(
+        _config(args),
+        data_dir=data_dir,
+        warmup_s=DEMO_WARMUP_S,
+        calibration_s=BASELINE_MINUTES * 60.0,
+        sample_period_s=DEMO_SAMPLE_PERIOD_S,
+    )
+    speed = args.speed or DEMO_SPEED
+    clock = ScaledClock(speed)
+    console = Console(stderr=args.json)
+    recording = config.emulation.recording
+    setup = build_nose(
+        config,
+        clock,
+        emulated=True,
+        calibrate_after_warmup=True,
+        # The beef recordings start with the meat already in the box: their first minutes
+        # are the baseline, as in training, and are not clean-air stable.
+        calibration_max_spread=None,
+        calibration_source=f"first {BASELINE_MINUTES} minutes of {recording.name}",
+        scene_hold_s=DEMO_WARMUP_S,
+        preheated_s=0.0,
+    )
+    store = EventStore(config.store_path)
+    dashboard = None if args.json else NoseDashboard()
+    sinks: list[Sink] = [StoreSink(store)]
+    sinks.append(JsonLinesSink(sys.stdout) if args.json else dashboard)  # type: ignore[arg-type]
+    station = Station(clock, sinks)
+    for event in setup.events:
+        station.emit(event)
+    console.print(
+        f"[bold]Senses demo[/]: emulated nose replaying {recording.name} (beef, 36 h) at "
+        f"{speed:g}× through the real ADS1115/SHT31 drivers; heaters warm up for "
+        f"{DEMO_WARMUP_S / 60:.0f} min, then {BASELINE_MINUTES} min of calibration. "
+        "Ctrl-C stops."
+    )
+    _run_live(station, setup, seconds=args.seconds, dashboard=dashboard, console=console)
+    console.print(f"stored {store.count()} events in {config.store_path}")
+    store.close()
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = _config(args)
+    emulated = config.hardware.use_emulation()
+    clock: Clock = ScaledClock(config.emulation.speed) if emulated else SystemClock()
+    console = Console(stderr=True)
+    if emulated:
+        console.print(
+            f"no I2C bus at {config.hardware.i2c_device_path()}: running on emulated hardware "
+            f"(hardware.mode = {config.hardware.mode!r})"
+        )
+    setup = build_nose(
+        config,
+        clock,
+        emulated=emulated,
+        scene_hold_s=config.nose.warmup_s + config.nose.calibration_s,
+        preheated_s=0.0,
+    )
+    store = EventStore(config.store_path)
+    station = Station(clock, [StoreSink(store), JsonLinesSink(sys.stdout)])
+    for event in setup.events:
+        station.emit(event)
+    _run_live(station, setup, seconds=args.seconds, dashboard=None, console=console)
+    store.close()
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    config = _config(args)
+    if args.seconds:
+        config = _with(config, calibration_s=float(args.seconds))
+    if args.assume_warm:
+        config = _with(config, warmup_s=0.0)
+    emulated = config.hardware.use_emulation()
+    clock: Clock = ScaledClock(args.speed or config.emulation.speed) if emulated else SystemClock()
+    console = Console()
+    setup = build_nose(
+        config,
+        clock,
+        emulated=emulated,
+        calibrate_after_warmup=True,
+        scene_hold_s=config.nose.warmup_s + config.nose.calibration_s,
+        preheated_s=0.0 if not args.assume_warm else math.inf,
+    )
+    service = setup.service
+    console.print(
+        f"Calibrating in clean air: keep the box empty. Warm-up {config.nose.warmup_s:.0f} s, "
+        f"then {config.nose.calibration_s:.0f} s of samples"
+        + (" (emulated hardware)" if emulated else "")
+    )
+    stop = threading.Event()
+    while service.calibration is None:
+        for event in service.step():
+            if event.type == "health":
+                console.print(f"  {event.to_dict()['message']}")
+        if clock.wait(config.nose.sample_period_s, stop):
+            break
+    calibration = service.calibration
+    if calibration is None or not calibration.sensors:
+        console.print("[red]calibration failed[/]: no sensor gave stable clean-air readings")
+        return 1
+    calibration.save(config.calibration_path)
+    table = Table(title=f"R0 saved to {config.calibration_path}")
+    for column in ("sensor", "clean-air Rs kΩ", "R0 kΩ", "samples"):
+        table.add_column(column)
+    for name, c in calibration.sensors.items():
+        table.add_row(name, f"{c.clean_air_rs_kohm:.2f}", f"{c.r0_kohm:.2f}", str(c.samples))
+    console.print(table)
+    missing = [s.name for s in config.nose.sensors if s.name not in calibration.sensors]
+    if missing:
+        console.print(f"[yellow]not calibrated[/]: {', '.join(missing)} (see messages above)")
+        return 1
+    return 0
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    config = _config(args)
+    emulated = config.hardware.use_emulation()
+    clock: Clock = ScaledClock(args.speed or config.emulation.speed) if emulated else SystemClock()
+    setup = build_nose(
+        config,
+        clock,
+        emulated=emulated,
+        scene_hold_s=config.nose.warmup_s,
+        preheated_s=0.0,
+    )
+    names = tuple(s.name for s in config.nose.sensors)
+    writer = RecordingWriter(Path(args.out), names, args.label)
+    minutes = MinuteAggregator(names)
+    console = Console(stderr=True)
+    console.print(f"recording to {args.out} (one row a minute); Ctrl-C stops")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+
+    def write(row: Any) -> None:
+        writer.write(
+            row.index + 1,
+            [float(v) for v in row.rs_kohm],
+            row.temperature_c,
+            row.humidity_pct,
+            row.ts,
+            row.warming_up,
+        )
+
+    try:
+        while not stop.is_set() and (args.minutes is None or writer.rows < args.minutes):
+            for event in setup.service.step():
+                if isinstance(event, NoseReading):
+                    row = minutes.add(event)
+                    if row is not None:
+                        write(row)
+                elif event.type == "health":
+                    console.print(f"  {event.to_dict()['message']}")
+            if clock.wait(config.nose.sample_period_s, stop):
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        writer.close()
+    console.print(f"{writer.rows} minutes written to {args.out}")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    config = _emulation_with(_config(args), recording=path, noise_fraction=0.0)
+    config = _with(
+        config,
+        warmup_s=0.0,
+        sample_period_s=60.0,
+        calibration_s=BASELINE_MINUTES * 60.0,
+    )
+    if args.model:
+        model_dir = Path(args.model)
+        config = config.model_copy(
+            update={
+                "inference": config.inference.model_copy(update={"models_dir": model_dir.parent}),
+                "nose": config.nose.model_copy(update={"model": model_dir.name}),
+            }
+        )
+    clock: Clock = ScaledClock(args.speed) if args.speed else ManualClock()
+    setup = build_nose(
+        config,
+        clock,
+        emulated=True,
+        calibrate_after_warmup=True,
+        calibration_max_spread=None,
+        calibration_source=f"first {BASELINE_MINUTES} minutes of {path.name}",
+    )
+    assert setup.emulation is not None
+    scene = setup.emulation.scene
+    console = Console(stderr=args.json)
+    out = JsonLinesSink(sys.stdout)
+    for event in setup.events:
+        console.print(f"[red]{event.to_dict()['message']}[/]")
+    if setup.service.model is None:
+        return 2
+    truth_at: dict[float, tuple[int, str | None]] = {}
+    results: list[tuple[int, str | None, FoodReading]] = []
+    stop = threading.Event()
+
+    def report(events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, NoseReading):
+                truth_at[event.ts] = minute_and_label
+            elif isinstance(event, FoodReading):
+                minute, truth = truth_at.get(event.ts, (-1, None))
+                results.append((minute, truth, event))
+                if args.json:
+                    out.write({**event.to_dict(), "minute": minute, "truth": truth})
+                else:
+                    _replay_row(console, minute, truth, event)
+            elif event.type == "health" and not args.json:
+                console.print(f"  {event.to_dict()['message']}", style="dim")
+
+    while not scene.finished:
+        minute_and_label = (scene.minute(), scene.label())
+        report(setup.service.step())
+        if clock.wait(config.nose.sample_period_s, stop):
+            break
+    report(setup.service.finish())
+    _replay_summary(console, results)
+    return 0
+
+
+def _replay_row(console: Console, minute: int, truth: str | None, food: FoodReading) -> None:
+    truth_text = f"truth {truth} ({VERDICT_OF_CLASS[truth].value})" if truth else ""
+    console.print(
+        f"minute {minute:5d}  [{VERDICT_STYLE[food.label]}]{food.label.value:8}[/]"
+        f"  {food.confidence:4.0%}  freshness {food.freshness:4.0%}  {truth_text}"
+    )
+
+
+def _replay_summary(console: Console, results: list[tuple[int, str | None, FoodReading]]) -> None:
+    labelled = [(truth, food) for _, truth, food in results if truth]
+    if not labelled:
+        console.print(f"{len(results)} verdicts (the recording has no labels to compare with)")
+        return
+    three_way = sum(VERDICT_OF_CLASS[t] is f.label for t, f in labelled) / len(labelled)
+    fresh = sum(
+        (VERDICT_OF_CLASS[t].value == "fresh") == (f.label.value == "fresh") for t, f in labelled
+    ) / len(labelled)
+    summary = {
+        "verdicts": len(results),
+        "fresh_vs_not_accuracy": round(fresh, 4),
+        "verdict_accuracy": round(three_way, 4),
+    }
+    console.print(f"summary: {json.dumps(summary)}")
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from bench.nose import main as bench_nose
+
+    return bench_nose(["--json"] if args.json else [])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="senses", description=__doc__.split("\n\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="the station on emulated hardware, live")
+    demo.add_argument("--seconds", type=float, help="stop after this many seconds")
+    demo.add_argument("--json", action="store_true", help="one JSON object a line")
+    demo.add_argument("--senses", default="nose", help="comma-separated: nose")
+    demo.add_argument("--speed", type=float, help=f"time acceleration (default {DEMO_SPEED:g})")
+    demo.add_argument("--config", help="TOML config file")
+    demo.set_defaults(handler=cmd_demo)
+
+    run = commands.add_parser("run", help="the daemon (real hardware when /dev/i2c-N exists)")
+    run.add_argument("--config", help="TOML config file")
+    run.add_argument("--seconds", type=float, help="stop after this many seconds")
+    run.set_defaults(handler=cmd_run)
+
+    nose = commands.add_parser("nose", help="the gas sensors").add_subparsers(
+        dest="nose_command", required=True
+    )
+    calibrate = nose.add_parser("calibrate", help="measure R0 in clean air and save it")
+    calibrate.add_argument("--config", help="TOML config file")
+    calibrate.add_argument("--seconds", type=float, help="length of the clean-air sampling")
+    calibrate.add_argument(
+        "--assume-warm", action="store_true", help="the heaters have been on for 20+ minutes"
+    )
+    calibrate.add_argument("--speed", type=float, help="time acceleration (emulated only)")
+    calibrate.set_defaults(handler=cmd_calibrate)
+
+    record = nose.add_parser("record", help="record a session as CSV (the training format)")
+    record.add_argument("--out", required=True, help="CSV file to write")
+    record.add_argument("--label", help="excellent, good, acceptable or spoiled")
+    record.add_argument("--minutes", type=int, help="stop after this many minutes")
+    record.add_argument("--config", help="TOML config file")
+    record.add_argument("--speed", type=float, help="time acceleration (emulated only)")
+    record.set_defaults(handler=cmd_record)
+
+    replay = nose.add_parser("replay", help="replay a recording through the emulated nose")
+    replay.add_argument("file", help="CSV recording (beef format or `senses nose record`)")
+    replay.add_argument(
+        "--speed", type=float, help="real-time factor (default: as fast as possible)"
+    )
+    replay.add_argument("--json", action="store_true", help="one JSON object a line")
+    replay.add_argument("--model", help="model folder (default models/food_quality)")
+    replay.add_argument("--config", help="TOML config file")
+    replay.set_defaults(handler=cmd_replay)
+
+    bench = commands.add_parser("bench", help="benchmarks").add_subparsers(
+        dest="bench_command", required=True
+    )
+    bench_nose = bench.add_parser("nose", help="nose pipeline samples/s vs the ADS1115's 860 SPS")
+    bench_nose.add_argument("--json", action="store_true")
+    bench_nose.set_defaults(handler=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.handler(args))
+    except SensesError as e:
+        Console(stderr=True).print(f"[red]error:[/] {e}")
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""Where events go: JSON lines, the SQLite store, a live terminal dashboard.
+
+Sinks are called by the runtime from one place under one lock, so they need no locking of
+their own. A sink that fails is reported once and dropped; it never stops the senses.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Protocol, TextIO
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from device.events import (
+    ChannelStatus,
+    Event,
+    FoodReading,
+    FoodVerdict,
+    Health,
+    HealthStatus,
+    NoseReading,
+)
+from device.store import EventStore
+
+
+class Sink(Protocol):
+    def handle(self, event: Event) -> None: ...
+
+
+class JsonLinesSink:
+    """One JSON object a line (``senses demo --json``), flushed at once for pipes."""
+
+    def __init__(self, stream: TextIO, *, types: set[str] | None = None) -> None:
+        self.stream = stream
+        self.types = types
+
+    def handle(self, event: Event) -> None:
+        if self.types is None or event.type in self.types:
+            self.write(event.to_dict())
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        self.stream.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self.stream.flush()
+
+
+class StoreSink:
+    """Keeps every event in the SQLite store (the link's backfill reads it back)."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+
+    def handle(self, event: Event) -> None:
+        self.store.append(event)
+
+
+VERDICT_STYLE = {
+    FoodVerdict.FRESH: "bold green",
+    FoodVerdict.SPOILING: "bold yellow",
+    FoodVerdict.SPOILED: "bold red",
+}
+CHANNEL_STYLE = {
+    ChannelStatus.OK: "green",
+    ChannelStatus.WARMING_UP: "yellow",
+    ChannelStatus.UNCALIBRATED: "cyan",
+    ChannelStatus.DISCONNECTED: "red",
+    ChannelStatus.ERROR: "red",
+}
+HEALTH_STYLE = {
+    HealthStatus.OK: "green",
+    HealthStatus.DEGRADED: "yellow",
+    HealthStatus.FAILED: "red",
+}
+MAX_HEALTH_LINES = 6
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+class NoseDashboard:
+    """The live view of ``senses demo``: channels, climate, verdict, recent health."""
+
+    def __init__(self, title: str = "Senses · nose") -> None:
+        self.title = title
+        self.reading: NoseReading | None = None
+        self.food: FoodReading | None = None
+        self.health: list[Health] = []
+        self.caption = ""
+
+    def handle(self, event: Event) -> None:
+        if isinstance(event, NoseReading):
+            self.reading = event
+        elif isinstance(event, FoodReading):
+            self.food = event
+        elif isinstance(event, Health):
+            self.health = [*self.health, event][-MAX_HEALTH_LINES:]
+
+    def render(self) -> RenderableType:
+        parts: list[RenderableType] = [self._verdict(), self._channels()]
+        if self.health:
+            lines = Text()
+            for h in self.health:
+                lines.append(f"{h.status.value:>8} ", style=HEALTH_STYLE[h.status])
+                lines.append(f"{h.component}: {h.message}\n")
+            parts.append(lines)
+        return Group(*parts)
+
+    def _verdict(self) -> RenderableType:
+        food = self.food
+        if food is None:
+            waiting = "warming up" if self.reading and self.reading.warming_up else "collecting"
+            return Text(f"Food: no verdict yet ({waiting}) {self.caption}", style="dim")
+        text = Text("Food: ")
+        text.append(food.label.value.upper(), style=VERDICT_STYLE[food.label])
+        text.append(
+            f"  confidence {food.confidence:.0%}  freshness {food.freshness:.0%}"
+            f"  trend {food.trend.value}"
+        )
+        if food.warming_up:
+            text.append("  (sensors warming up: not yet reliable)", style="yellow")
+        text.append(f"  {self.caption}", style="dim")
+        return text
+
+    def _channels(self) -> RenderableType:
+        table = Table(title=self.title, expand=False)
+        for column in ("sensor", "status", "V", "Rs kΩ", "Rs/R0", "gas"):
+            table.add_column(column, justify="left" if column in ("sensor", "gas") else "right")
+        reading = self.reading
+        if reading is None:
+            return table
+        for v in reading.sensors:
+            gas = ", ".join(f"{g} {p:.0f}" for g, p in list(v.ppm.items())[:2])
+            table.add_row(
+                v.name,
+                Text(v.status.value, style=CHANNEL_STYLE[v.status]),
+                _fmt(v.voltage_v, ".3f"),
+                _fmt(v.rs_kohm, ".2f"),
+                _fmt(v.ratio, ".2f"),
+                gas,
+            )
+        table.caption = (
+            f"{_fmt(reading.temperature_c, '.1f')} °C  {_fmt(reading.humidity_pct, '.0f')} %RH"
+        )
+        return table
