@@ -180,12 +180,18 @@ class NoseSampler:
         return reading, health
 
     def _median_voltage(self, sensor: SensorConfig) -> tuple[float, int]:
+        """Median of the conversions that succeeded, and how many attempts failed.
+
+        Raises the last error only when no conversion succeeded at all: under an EIO storm a
+        median of fewer conversions is still a reading.
+        """
         adc = self._adcs[sensor.adc_address]
         settings = self._adc_config[sensor.adc_address]
         voltages = []
-        retries = 0
+        failures = 0
+        last_error: HardwareError | None = None
         for _ in range(self.config.conversions_per_sample):
-            for attempt in range(ATTEMPTS_PER_CONVERSION):
+            for _attempt in range(ATTEMPTS_PER_CONVERSION):
                 try:
                     voltages.append(
                         adc.read_voltage(
@@ -195,12 +201,14 @@ class NoseSampler:
                         )
                     )
                     break
-                except (I2CBusError, ConversionTimeoutError):
+                except (I2CBusError, ConversionTimeoutError) as e:
                     self.conversion_errors += 1
-                    retries += 1
-                    if attempt == ATTEMPTS_PER_CONVERSION - 1:
-                        raise
-        return statistics.median(voltages), retries
+                    failures += 1
+                    last_error = e
+        if not voltages:
+            assert last_error is not None
+            raise last_error
+        return statistics.median(voltages), failures
 
     def _sensor_value(
         self,

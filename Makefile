@@ -1,0 +1,48 @@
+# Senses: `make demo` runs the station on emulated hardware, `make test` runs every check.
+# Both create .venv when it is missing and install what they need; running them again
+# installs nothing new unless pyproject.toml changed.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEVICE_STAMP := $(VENV)/.installed-device
+DEV_STAMP := $(VENV)/.installed-dev
+
+.PHONY: demo test lint typecheck pytest bench train-food clean
+
+demo: $(DEVICE_STAMP)
+	$(VENV)/bin/senses demo
+
+test: $(DEV_STAMP) lint typecheck pytest
+
+lint: $(DEV_STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(DEV_STAMP)
+	$(VENV)/bin/mypy
+
+pytest: $(DEV_STAMP)
+	$(PY) -m pytest
+
+bench: $(DEVICE_STAMP)
+	$(VENV)/bin/senses bench nose
+
+train-food: $(DEV_STAMP)
+	$(VENV)/bin/senses-train food
+
+$(PY):
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Senses needs Python 3.11 or newer"'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
+
+$(DEVICE_STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[device]'
+	touch $@
+
+$(DEV_STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[device,train,dev]'
+	touch $@ $(DEVICE_STAMP)
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
