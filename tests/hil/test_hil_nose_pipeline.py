@@ -114,7 +114,7 @@ def test_a_missing_chip_names_bus_and_address_and_the_rest_keeps_working(rig: Ri
 def test_a_conversion_that_never_completes_times_out_instead_of_hanging(rig: Rig) -> None:
     rig.emulation.faults.stall_conversions(0x4A)
     started_s = rig.clock.monotonic()
-    reading, health = rig.sample()
+    _, health = rig.sample()
     # Three attempts at the 128 SPS deadline (2 x 7.8 ms + 5 ms) plus the other chips.
     assert rig.clock.monotonic() - started_s < 12.0
     failed = next(h for h in health if h.component == "nose.adc@0x4a")
