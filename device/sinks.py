@@ -132,7 +132,7 @@ class NoseDashboard:
         if reading is None:
             return table
         for v in reading.sensors:
-            gas = ", ".join(f"{g} {p:.0f}" for g, p in list(v.ppm.items())[:2])
+            gas = ", ".join(f"{g} {p:.0f} ppm" for g, p in list(v.ppm.items())[:2]) or "–"
             table.add_row(
                 v.name,
                 Text(v.status.value, style=CHANNEL_STYLE[v.status]),

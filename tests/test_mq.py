@@ -63,6 +63,13 @@ def test_every_type_in_the_research_note_is_known() -> None:
     assert gas_ppm(MQ_TYPES["MQ8"], 1.0) == {}  # its library curve is implausible
 
 
+def test_gases_below_the_curves_range_are_left_out_not_invented() -> None:
+    mq135 = mq_type("MQ135")
+    assert gas_ppm(mq135, mq135.clean_air_ratio) == {}
+    polluted = gas_ppm(mq135, 1.0)
+    assert polluted["NH3"] == pytest.approx(102.2, rel=0.01)
+
+
 def test_r0_is_clean_air_rs_over_the_datasheet_ratio() -> None:
     cal = calibrate_r0(mq_type("MQ135"), [36.0, 36.2, 35.8, 36.1], 20.0, 33.0)
     assert cal.r0_kohm == pytest.approx(36.05 / 3.6, rel=1e-3)

@@ -294,5 +294,15 @@ def calibrate_r0(
 
 
 def gas_ppm(sensor_type: MQType, ratio: float) -> dict[str, float]:
-    """Concentrations of every gas the sensor type has a curve for, at a compensated Rs/R0."""
-    return {gas: curve.ppm(ratio) for gas, curve in sensor_type.curves.items()}
+    """Concentrations of the gases this sensor type has a curve for, at a compensated Rs/R0.
+
+    A gas below its curve's calibrated range is left out (the datasheet cannot tell 5 ppm
+    from none, and extrapolating the power law there gives nonsense); above it, the value is
+    clipped to the top of the range.
+    """
+    found = {}
+    for gas, curve in sensor_type.curves.items():
+        low, _ = curve.ppm_range
+        if curve.ratio(low) > ratio:  # Rs/R0 falls as the gas rises
+            found[gas] = curve.ppm(ratio)
+    return found
