@@ -16,6 +16,14 @@ class ConfigError(SensesError, ValueError):
     """The configuration file is missing, unreadable or invalid."""
 
 
+class DriverSettingError(ConfigError):
+    """A driver setting (address, channel, gain, data rate) is one the chip does not have.
+
+    A :class:`ConfigError` (hence a ``ValueError``) because these settings come from the
+    station's configuration file.
+    """
+
+
 class ModelError(SensesError):
     """A model folder cannot be used."""
 

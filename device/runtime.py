@@ -73,10 +73,9 @@ def build_nose(
         emulation = EmulatedNose.from_config(
             config, clock, hold_first_row_s=scene_hold_s, preheated_s=preheated_s
         )
-        raw_bus: I2CBus = emulation.bus
+        bus = SharedI2CBus(emulation.bus)
     else:
-        raw_bus = open_i2c_bus(config.hardware.i2c_bus)
-    bus = SharedI2CBus(raw_bus)
+        bus = open_i2c_bus(config.hardware.i2c_bus)
     chips = open_nose_chips(config.nose, bus, clock, config.hardware.i2c_bus)
     model = None
     try:
@@ -114,7 +113,7 @@ def build_nose(
         calibration_max_spread=calibration_max_spread,
         calibration_source=calibration_source,
     )
-    return NoseSetup(service=service, bus=raw_bus, emulation=emulation, events=events)
+    return NoseSetup(service=service, bus=bus, emulation=emulation, events=events)
 
 
 class Station:
