@@ -72,5 +72,9 @@ class CalibrationError(SensesError, ValueError):
     """Calibration data is missing, stale or was taken in unusable conditions."""
 
 
+class StoreError(SensesError, OSError):
+    """The event store cannot be opened, read or written; the message says which file and why."""
+
+
 class RecordingError(SensesError, ValueError):
     """A recording (CSV) cannot be read: the message names file, line and column."""
