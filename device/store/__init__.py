@@ -1,6 +1,6 @@
-"""Persistent storage of the station's events (readings, detections, health) for history and
-backfill after a BLE reconnect. See :mod:`device.store.sqlite`."""
+"""The station's event store (SQLite, WAL)."""
 
-from device.store.sqlite import EventStore, StoredEvent, StoreError
+from device.errors import StoreError
+from device.store.sqlite import EventStore, StoredEvent
 
 __all__ = ["EventStore", "StoreError", "StoredEvent"]
