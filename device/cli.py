@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from device.clock import Clock, ManualClock, ScaledClock, SystemClock
+from device.clock import Clock, ManualClock, ScaledClock, SystemClock, ticks
 from device.config import Config, load_config
 from device.errors import SensesError
 from device.events import Event, FoodReading, NoseReading
@@ -212,12 +212,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         f"then {config.nose.calibration_s:.0f} s of samples"
         + (" (emulated hardware)" if emulated else "")
     )
-    stop = threading.Event()
-    while service.calibration is None:
+    for _ in ticks(clock, config.nose.sample_period_s, threading.Event()):
         for event in service.step():
             if event.type == "health":
                 console.print(f"  {event.to_dict()['message']}")
-        if clock.wait(config.nose.sample_period_s, stop):
+        if service.calibration is not None:
             break
     calibration = service.calibration
     if calibration is None or not calibration.sensors:
@@ -267,7 +266,9 @@ def cmd_record(args: argparse.Namespace) -> int:
         )
 
     try:
-        while not stop.is_set() and (args.minutes is None or writer.rows < args.minutes):
+        for _ in ticks(clock, config.nose.sample_period_s, stop):
+            if args.minutes is not None and writer.rows >= args.minutes:
+                break
             for event in setup.service.step():
                 if isinstance(event, NoseReading):
                     row = minutes.add(event)
@@ -275,8 +276,6 @@ def cmd_record(args: argparse.Namespace) -> int:
                         write(row)
                 elif event.type == "health":
                     console.print(f"  {event.to_dict()['message']}")
-            if clock.wait(config.nose.sample_period_s, stop):
-                break
     except KeyboardInterrupt:
         pass
     finally:
@@ -337,11 +336,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
             elif event.type == "health" and not args.json:
                 console.print(f"  {event.to_dict()['message']}", style="dim")
 
-    while not scene.finished:
+    for _ in ticks(clock, config.nose.sample_period_s, stop):
+        if scene.finished:
+            break
         minute_and_label = (scene.minute(), scene.label())
         report(setup.service.step())
-        if clock.wait(config.nose.sample_period_s, stop):
-            break
     report(setup.service.finish())
     _replay_summary(console, results)
     return 0

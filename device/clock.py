@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from typing import Protocol
 
 
@@ -111,3 +112,22 @@ class ScaledClock:
 
     def wait(self, seconds: float, stop: threading.Event) -> bool:
         return stop.wait(max(seconds, 0.0) / self.speed)
+
+
+def ticks(clock: Clock, period_s: float, stop: threading.Event) -> Iterator[int]:
+    """Yield 0, 1, 2, ... once per ``period_s`` on ``clock`` until ``stop`` is set.
+
+    Due times are fixed (start + n·period), so the time spent between ticks does not make the
+    schedule drift; if a tick's work overruns the period, the missed ticks are skipped rather
+    than bunched up.
+    """
+    tick = 0
+    next_due_s = clock.monotonic()
+    while not stop.is_set():
+        yield tick
+        tick += 1
+        next_due_s += period_s
+        now_s = clock.monotonic()
+        next_due_s = max(next_due_s, now_s)
+        if clock.wait(next_due_s - now_s, stop):
+            return

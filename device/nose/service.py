@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from device.clock import Clock
+from device.clock import Clock, ticks
 from device.config import NoseConfig
 from device.errors import CalibrationError, ModelError
 from device.events import Event, FoodReading, Health, HealthStatus, NoseReading
@@ -172,16 +172,7 @@ class NoseService:
 
     def run(self, emit: Callable[[Event], None], stop: threading.Event) -> None:
         """Sample every ``sample_period_s`` until ``stop`` is set."""
-        period_s = self.config.sample_period_s
-        next_due_s = self.clock.monotonic()
-        while not stop.is_set():
+        for _ in ticks(self.clock, self.config.sample_period_s, stop):
             for event in self.step():
                 emit(event)
-            next_due_s += period_s
-            now_s = self.clock.monotonic()
-            # If sampling took longer than the period (slow bus, EIO retries), skip the
-            # missed slots instead of bursting to catch up.
-            next_due_s = max(next_due_s, now_s)
-            if self.clock.wait(next_due_s - now_s, stop):
-                break
             time.sleep(0)  # let other threads in even under a ManualClock
