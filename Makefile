@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 DEVICE_STAMP := $(VENV)/.installed-device
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test lint typecheck pytest bench train-food clean
+.PHONY: demo test lint typecheck pytest bench train-food system-deps clean
 
 demo: $(DEVICE_STAMP)
 	$(VENV)/bin/senses demo
@@ -22,8 +22,19 @@ lint: $(DEV_STAMP)
 typecheck: $(DEV_STAMP)
 	$(VENV)/bin/mypy
 
-pytest: $(DEV_STAMP)
+pytest: $(DEV_STAMP) system-deps
 	$(PY) -m pytest
+
+# Debian packages the tests need: dbus-daemon runs the private bus BlueZoo (a mock BlueZ)
+# lives on. Installed when missing and we are root (CI, a fresh Pi); otherwise we say how.
+SYSTEM_PACKAGES := dbus
+system-deps:
+	@command -v dbus-daemon >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES); \
+	  else \
+	    echo "missing Debian packages: sudo apt-get install $(SYSTEM_PACKAGES)"; exit 1; \
+	  fi; }
 
 bench: $(DEVICE_STAMP)
 	$(VENV)/bin/senses bench nose

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -145,3 +146,23 @@ def test_record_writes_what_training_reads(tmp_path: Path) -> None:
     assert len(recording) == 5
     assert recording.labels == ("good",) * 5
     assert recording.sensors[0] == "MQ135"
+
+
+def test_a_corrupt_model_is_reported_and_the_nose_keeps_reading(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    models = tmp_path / "models"
+    shutil.copytree(PROJECT_ROOT / "models" / "food_quality", models / "food_quality")
+    model_file = models / "food_quality" / "model.tflite"
+    data = bytearray(model_file.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model_file.write_bytes(bytes(data))
+    config = _emulated_config(tmp_path)
+    config.write_text(config.read_text() + f'[inference]\nmodels_dir = "{models}"\n')
+    assert main(["run", "--config", str(config), "--seconds", "2"]) == 0
+    events = _json_lines(capsys.readouterr().out)
+    problems = [e for e in events if e["type"] == "health" and e["component"] == "nose.model"]
+    assert problems and problems[0]["status"] == "failed"
+    assert "sha256" in str(problems[0]["message"])
+    assert "git checkout" in str(problems[0]["message"])
+    assert sum(e["type"] == "nose" for e in events) >= 3
