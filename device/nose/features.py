@@ -1,0 +1,308 @@
+"""Features of the food classifier, shared by training and the device.
+
+Training (``training/food``) imports this module and the station's classifier calls the *same*
+functions on the same kind of input (one-minute means of every sensor's resistance Rs in kΩ,
+plus chamber temperature and humidity), so what the model saw in training is what it sees in
+the field: there is no second implementation to drift apart.
+
+What a feature row holds (research/enose.md §2.1 and §5):
+
+* the **response** of each MQ sensor: ``ln(Rs/CF) − ln(Rs_base/CF_base)``, its log resistance
+  relative to a clean-air :class:`Baseline` taken *before* the food goes in, optionally
+  compensated for temperature and humidity by the multiplicative GeorgK/Balk77 factor
+  ``CF(T, RH)`` of :func:`device.nose.mq.climate_correction_factor` (enose.md §4.3);
+  averaged over the last ``smooth_minutes`` minutes;
+* its **slopes**: the change of that smoothed response over each of ``slope_minutes``, per hour;
+* optionally the chamber **temperature and humidity** themselves (smoothed the same way).
+
+**No feature encodes time since the start of a recording.** People put in food of any age:
+a steak bought yesterday is "good" from its first minute in the box. A model that learned
+"late in the run means spoiled" (the flaw of the original farmaker47 model, enose.md §1.7)
+would call it fresh. Every feature is a function of the last :attr:`FeatureSpec.window_minutes`
+rows and the baseline only, so the same air gives the same features whenever it is measured
+(``tests/test_features.py`` checks this).
+
+Natural logarithms throughout. All functions are pure numpy and never modify their inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from device.errors import CalibrationError, ModelCardError
+from device.nose.mq import climate_correction_factor
+
+FloatArray = npt.NDArray[np.float64]
+
+#: Bump when the meaning of a feature changes: a model trained on one version must not be fed
+#: another (the model card records it).
+FEATURE_VERSION = 1
+
+#: The nine sensors of the Wijaya beef e-nose, in the column order of its CSVs.
+BEEF_SENSORS: tuple[str, ...] = (
+    "MQ135",
+    "MQ136",
+    "MQ2",
+    "MQ3",
+    "MQ4",
+    "MQ5",
+    "MQ6",
+    "MQ8",
+    "MQ9",
+)
+
+#: Minutes of clean air the baseline is the median of. On the station these are the minutes
+#: before the food goes in. The beef recordings have no food-free minutes, so training uses
+#: the first minutes of each run (fresh beef already in the chamber) as a stand-in.
+BASELINE_MINUTES = 10
+
+_MINUTES_PER_HOUR = 60.0
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Which features a model takes, in which order. Stored in the model card."""
+
+    sensors: tuple[str, ...] = BEEF_SENSORS
+    smooth_minutes: int = 10
+    slope_minutes: tuple[int, ...] = (10, 30)
+    compensate_climate: bool = True
+    include_climate: bool = False
+
+    def __post_init__(self) -> None:
+        # Lists from callers become tuples, so specs compare equal and hash.
+        object.__setattr__(self, "sensors", tuple(self.sensors))
+        object.__setattr__(self, "slope_minutes", tuple(self.slope_minutes))
+        if not self.sensors or len(set(self.sensors)) != len(self.sensors):
+            raise ValueError(f"sensors must be distinct and not empty, got {self.sensors}")
+        if self.smooth_minutes < 1:
+            raise ValueError(f"smooth_minutes must be ≥ 1, got {self.smooth_minutes}")
+        if any(k < 1 for k in self.slope_minutes) or len(set(self.slope_minutes)) != len(
+            self.slope_minutes
+        ):
+            raise ValueError(f"slope_minutes must be distinct and ≥ 1, got {self.slope_minutes}")
+
+    @property
+    def window_minutes(self) -> int:
+        """Rows (one-minute means) of history one feature row needs."""
+        return self.smooth_minutes + max(self.slope_minutes, default=0)
+
+    def names(self) -> list[str]:
+        """Feature names, in column order."""
+        names = [f"response_{s}" for s in self.sensors]
+        for k in self.slope_minutes:
+            names += [f"slope{k}min_{s}_per_h" for s in self.sensors]
+        if self.include_climate:
+            names += ["temperature_c", "humidity_pct"]
+        return names
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form (for the model card)."""
+        return {
+            "version": FEATURE_VERSION,
+            "sensors": list(self.sensors),
+            "smooth_minutes": self.smooth_minutes,
+            "slope_minutes": list(self.slope_minutes),
+            "compensate_climate": self.compensate_climate,
+            "include_climate": self.include_climate,
+            "window_minutes": self.window_minutes,
+            "names": self.names(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FeatureSpec:
+        """Inverse of :meth:`to_dict`; ``version``, ``window_minutes`` and ``names`` are
+        checked, not read.
+
+        Raises :class:`ModelCardError` when a key is missing or unknown, or when the version or
+        a derived value disagrees with this code (a card written for other features).
+        """
+        keys = {"version", "sensors", "smooth_minutes", "slope_minutes"}
+        keys |= {"compensate_climate", "include_climate"}
+        derived = {"window_minutes", "names"}
+        missing = sorted(keys - set(data))
+        unknown = sorted(set(data) - keys - derived)
+        if missing or unknown:
+            raise ModelCardError(
+                f"feature_spec: missing keys {missing}, unknown keys {unknown}; "
+                "the card was written by another version of the training code"
+            )
+        try:
+            spec = cls(
+                sensors=tuple(str(s) for s in data["sensors"]),
+                smooth_minutes=int(data["smooth_minutes"]),
+                slope_minutes=tuple(int(k) for k in data["slope_minutes"]),
+                compensate_climate=bool(data["compensate_climate"]),
+                include_climate=bool(data["include_climate"]),
+            )
+        except (TypeError, ValueError) as e:
+            raise ModelCardError(f"feature_spec is invalid: {e}") from e
+        for key in (derived | {"version"}) & set(data):
+            if spec.to_dict()[key] != data[key]:
+                raise ModelCardError(
+                    f"feature_spec.{key} is {data[key]!r} but this code derives "
+                    f"{spec.to_dict()[key]!r}; retrain the model with this version"
+                )
+        return spec
+
+
+@dataclass(frozen=True, eq=False)
+class Baseline:
+    """Clean-air reference: each sensor's Rs (kΩ) and the climate it was measured in."""
+
+    rs_kohm: FloatArray
+    temperature_c: float
+    humidity_pct: float
+
+    def __post_init__(self) -> None:
+        rs = np.array(self.rs_kohm, dtype=np.float64)  # a private, read-only copy
+        if rs.ndim != 1 or rs.size == 0:
+            raise CalibrationError(f"baseline needs one Rs per sensor, got shape {rs.shape}")
+        if not np.all(np.isfinite(rs)) or np.any(rs <= 0):
+            raise CalibrationError(
+                f"baseline Rs must be finite and > 0 kΩ, got {rs.tolist()}; "
+                "check the sensors are connected and calibrate again in clean air"
+            )
+        if not (np.isfinite(self.temperature_c) and np.isfinite(self.humidity_pct)):
+            raise CalibrationError(
+                "baseline temperature and humidity must be known; check the climate sensor"
+            )
+        rs.flags.writeable = False
+        object.__setattr__(self, "rs_kohm", rs)
+
+    @classmethod
+    def from_clean_air(
+        cls,
+        rs_kohm: npt.ArrayLike,
+        temperature_c: npt.ArrayLike,
+        humidity_pct: npt.ArrayLike,
+    ) -> Baseline:
+        """Median of clean-air minutes (``rs_kohm`` [T, S], climate [T]); missed minutes
+        (NaN) are ignored.
+
+        Take it with the box empty, after warm-up, just before the food goes in. Never
+        re-take it with food present: the baseline would absorb the food's smell
+        (enose.md §3.4). Training on the beef runs uses their first :data:`BASELINE_MINUTES`.
+        """
+        rs = np.asarray(rs_kohm, dtype=np.float64)
+        t = np.asarray(temperature_c, dtype=np.float64)
+        rh = np.asarray(humidity_pct, dtype=np.float64)
+        if rs.ndim != 2 or t.shape != (rs.shape[0],) or rh.shape != (rs.shape[0],):
+            raise ValueError(
+                f"expected rs_kohm [T, S] and climate [T], got {rs.shape}, {t.shape}, {rh.shape}"
+            )
+        if rs.shape[0] == 0 or np.all(np.isnan(rs), axis=0).any():
+            raise CalibrationError(
+                "no valid clean-air minute for at least one sensor; calibrate again"
+            )
+        if np.all(np.isnan(t)) or np.all(np.isnan(rh)):
+            raise CalibrationError(
+                "no valid temperature/humidity during calibration; check the climate sensor"
+            )
+        return cls(
+            rs_kohm=np.nanmedian(rs, axis=0),
+            temperature_c=float(np.nanmedian(t)),
+            humidity_pct=float(np.nanmedian(rh)),
+        )
+
+
+def _check_inputs(
+    rs_kohm: npt.ArrayLike,
+    temperature_c: npt.ArrayLike,
+    humidity_pct: npt.ArrayLike,
+    baseline: Baseline,
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    rs = np.asarray(rs_kohm, dtype=np.float64)
+    t = np.asarray(temperature_c, dtype=np.float64)
+    rh = np.asarray(humidity_pct, dtype=np.float64)
+    if rs.ndim != 2 or rs.shape[1] != baseline.rs_kohm.size:
+        raise ValueError(
+            f"rs_kohm must be [T, {baseline.rs_kohm.size}] (one column per baseline sensor), "
+            f"got {rs.shape}"
+        )
+    if t.shape != (rs.shape[0],) or rh.shape != (rs.shape[0],):
+        raise ValueError(
+            f"temperature and humidity must be [{rs.shape[0]}], got {t.shape} and {rh.shape}"
+        )
+    return rs, t, rh
+
+
+def log_response(
+    rs_kohm: npt.ArrayLike,
+    temperature_c: npt.ArrayLike,
+    humidity_pct: npt.ArrayLike,
+    baseline: Baseline,
+    *,
+    compensate: bool,
+) -> FloatArray:
+    """``ln(Rs/CF) − ln(Rs_base/CF_base)`` per row and sensor, [T, S].
+
+    Negative means the resistance fell: more reducing gas than in the baseline air. With
+    ``compensate=False`` both CFs are 1. NaN inputs give NaN.
+    """
+    rs, t, rh = _check_inputs(rs_kohm, temperature_c, humidity_pct, baseline)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        response = np.log(rs) - np.log(baseline.rs_kohm)
+        if compensate:
+            cf = climate_correction_factor(t, rh)
+            cf_base = climate_correction_factor(baseline.temperature_c, baseline.humidity_pct)
+            response -= (np.log(cf) - np.log(cf_base))[:, np.newaxis]
+    return np.asarray(response, dtype=np.float64)
+
+
+def _moving_mean(values: FloatArray, minutes: int) -> FloatArray:
+    """Trailing mean over ``minutes`` rows along axis 0: row j covers rows j..j+minutes−1.
+
+    A sliding window (not a running sum) so that one NaN spoils only the windows that hold it.
+    """
+    windows = np.lib.stride_tricks.sliding_window_view(values, minutes, axis=0)
+    return np.asarray(windows.mean(axis=-1), dtype=np.float64)
+
+
+def compute_features(
+    rs_kohm: npt.ArrayLike,
+    temperature_c: npt.ArrayLike,
+    humidity_pct: npt.ArrayLike,
+    baseline: Baseline,
+    spec: FeatureSpec,
+) -> FloatArray:
+    """Feature rows [T − window_minutes + 1, F] in the order of ``spec.names()``.
+
+    ``rs_kohm`` is [T, len(spec.sensors)] one-minute means, oldest first, in the order of
+    ``spec.sensors``; temperature (°C) and humidity (%RH) are [T]. Row ``i`` describes the
+    minute ``i + window_minutes − 1`` and uses rows ``i … i + window_minutes − 1`` only (it
+    never looks ahead). The device passes exactly ``window_minutes`` rows and gets one row;
+    training passes a whole run.
+
+    A row whose window holds any missed sample (NaN anywhere in that minute) is all NaN, so
+    the caller can skip it rather than classify a partial window.
+    """
+    rs, t, rh = _check_inputs(rs_kohm, temperature_c, humidity_pct, baseline)
+    if rs.shape[1] != len(spec.sensors):
+        raise ValueError(f"rs_kohm has {rs.shape[1]} columns, spec has {len(spec.sensors)}")
+    window = spec.window_minutes
+    if rs.shape[0] < window:
+        raise ValueError(
+            f"need at least {window} one-minute rows for one feature row, got {rs.shape[0]}"
+        )
+    rows = rs.shape[0] - window + 1
+    response = log_response(rs, t, rh, baseline, compensate=spec.compensate_climate)
+    smooth = _moving_mean(response, spec.smooth_minutes)  # row j ends at minute j+smooth−1
+    offset = window - spec.smooth_minutes  # smooth row of the first feature row's last minute
+    columns = [smooth[offset:]]
+    for k in spec.slope_minutes:
+        change = smooth[offset:] - smooth[offset - k : offset - k + rows]
+        columns.append(change * (_MINUTES_PER_HOUR / k))
+    if spec.include_climate:
+        climate = _moving_mean(np.stack([t, rh], axis=1), spec.smooth_minutes)
+        columns.append(climate[offset:])
+    features = np.concatenate(columns, axis=1)
+
+    missed = np.isnan(rs).any(axis=1) | np.isnan(t) | np.isnan(rh)
+    features[np.lib.stride_tricks.sliding_window_view(missed, window).any(axis=1)] = np.nan
+    return features
