@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from device.errors import ConfigError
 from device.nose.mq import mq_type
+from device.validation import describe_validation_error
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODELS_DIR = PROJECT_ROOT / "models"
@@ -194,30 +195,6 @@ class Config(_Section):
     @property
     def calibration_path(self) -> Path:
         return self.station.data_dir / "nose_calibration.json"
-
-
-def _dotted(loc: tuple[int | str, ...]) -> str:
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        else:
-            path += ("." if path else "") + part
-    return path or "(top level)"
-
-
-def describe_validation_error(error: ValidationError) -> str:
-    """One line per problem: dotted path, what is wrong, what was given."""
-    lines = []
-    for problem in error.errors():
-        where = _dotted(tuple(problem["loc"]))
-        message = problem["msg"].removeprefix("Value error, ")
-        if problem["type"] == "extra_forbidden":
-            message = "unknown key (check its spelling and the section it is in)"
-        given = problem.get("input")
-        shown = "" if isinstance(given, dict | list) or given is None else f" (got {given!r})"
-        lines.append(f"  {where}: {message}{shown}")
-    return "\n".join(lines)
 
 
 def parse_config(data: dict[str, object], *, source: str = "<config>") -> Config:

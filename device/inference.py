@@ -53,6 +53,7 @@ from device.errors import (
     ModelError,
     ModelNotFoundError,
 )
+from device.validation import describe_validation_error
 
 log = logging.getLogger(__name__)
 
@@ -201,28 +202,6 @@ class ModelCard(BaseModel):
         return value
 
 
-def _dotted(loc: tuple[int | str, ...]) -> str:
-    """``('inputs', 0, 'dtype')`` -> ``inputs[0].dtype``."""
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        else:
-            path += f".{part}" if path else part
-    return path or "(whole file)"
-
-
-def _describe_validation_error(error: ValidationError) -> str:
-    lines = []
-    for item in error.errors(include_url=False):
-        line = f"  - {_dotted(item['loc'])}: {item['msg']}"
-        if item["type"] not in ("missing", "json_invalid"):
-            got = repr(item["input"])
-            line += f" (got {got[:60]}{'...' if len(got) > 60 else ''})"
-        lines.append(line)
-    return "\n".join(lines)
-
-
 def _restore_hint(folder: Path) -> str:
     return (
         f"restore the folder from git (`git checkout -- {folder}`) or train it again with "
@@ -249,7 +228,7 @@ def read_card(folder: Path) -> ModelCard:
     except ValidationError as e:
         raise ModelCardError(
             f"{card_path} is not a valid model card (schema_version {CARD_SCHEMA_VERSION}):\n"
-            f"{_describe_validation_error(e)}\n"
+            f"{describe_validation_error(e)}\n"
             "Fix these fields, or re-create the card with training, which writes it with "
             "device.inference.write_card."
         ) from e
@@ -458,7 +437,7 @@ def read_tensor_specs(model_path: Path) -> tuple[list[TensorSpec], list[TensorSp
         except ValidationError as e:
             raise ModelCardError(
                 f"{model_path}: tensor {detail['name']!r} cannot be described by a card:\n"
-                f"{_describe_validation_error(e)}"
+                f"{describe_validation_error(e)}"
             ) from e
 
     return (

@@ -347,9 +347,9 @@ def test_bad_nested_fields_are_named_by_dotted_path_with_what_is_allowed(tmp_pat
     message = str(caught.value)
     assert "inputs[0].dtype: Input should be 'float32', 'int8'" in message
     assert "(got 'float64')" in message
-    assert "outputs[0].quantization.axis: Extra inputs are not permitted" in message
+    assert "outputs[0].quantization.axis: unknown key" in message
     assert "sha256: String should match pattern" in message
-    assert "colour: Extra inputs are not permitted" in message
+    assert "colour: unknown key" in message
 
 
 def test_quantized_float_tensor_and_bad_zero_point_are_refused(tmp_path: Path) -> None:
@@ -359,13 +359,13 @@ def test_quantized_float_tensor_and_bad_zero_point_are_refused(tmp_path: Path) -
     folder = _write_raw_card(tmp_path / "m", _card_fields(**io))
     with pytest.raises(ModelCardError) as caught:
         read_card(folder)
-    assert "inputs[0]: Value error, a float32 tensor cannot be quantized" in str(caught.value)
+    assert "inputs[0]: a float32 tensor cannot be quantized" in str(caught.value)
     assert "zero_point 200 is outside the int8 range" in str(caught.value)
 
 
 def test_model_file_must_stay_inside_the_folder(tmp_path: Path) -> None:
     folder = _write_raw_card(tmp_path / "m", _card_fields(model_file="../x.tflite", **_valid_io()))
-    with pytest.raises(ModelCardError, match="model_file: Value error, must be a file name"):
+    with pytest.raises(ModelCardError, match="model_file: must be a file name"):
         read_card(folder)
 
 
