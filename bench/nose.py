@@ -54,15 +54,15 @@ def _bench_config(data_dir: Path) -> Config:
                     "adcs": adcs,
                     "conversions_per_sample": 1,
                     "warmup_s": 0.0,
-                    "calibration_s": 60.0,
-                    "sample_period_s": 1.0,
+                    "calibration_s": 600.0,
+                    "sample_period_s": 10.0,
                 }
             ),
         }
     )
 
 
-def run(seconds: float = 2.0) -> dict[str, Any]:
+def run(seconds: float = 4.0) -> dict[str, Any]:
     config = _bench_config(Path(tempfile.mkdtemp(prefix="senses-bench-")))
     clock = ManualClock()
     setup = build_nose(
@@ -101,7 +101,7 @@ def run(seconds: float = 2.0) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.nose", description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--seconds", type=float, default=4.0)
     args = parser.parse_args(argv)
     result = run(args.seconds)
     if args.json:
