@@ -9,5 +9,6 @@ def test_nose_benchmark_reports_rates_against_the_adc_ceiling() -> None:
     result = run(seconds=1.0)
     assert result["ads1115_max_sps"] == ADS1115_MAX_SPS
     assert result["pipeline_samples_per_s"] > 0
-    assert result["pipeline_vs_ads1115"] == round(result["pipeline_samples_per_s"] / 860, 2)
+    ratio = result["pipeline_samples_per_s"] / ADS1115_MAX_SPS
+    assert abs(result["pipeline_vs_ads1115"] - ratio) <= 0.01
     assert result["pipeline_food_verdicts"] > 0  # the classifier is part of what is measured
