@@ -125,3 +125,32 @@ class Health(Event):
     component: str
     status: HealthStatus
     message: str
+
+
+@dataclass(frozen=True)
+class ConceptScore(Event):
+    """The camera's score for an active concept (the eye sense).
+
+    ``score`` is calibrated to 0-1 so it means the same across concepts; ``focus_box`` is the
+    best-scoring crop as (x, y, width, height), each a fraction of the frame.
+    """
+
+    type: ClassVar[str] = "concept"
+    concept: str
+    score: float
+    focus_box: tuple[float, float, float, float]
+    fps: float
+    drops: int
+
+
+@dataclass(frozen=True)
+class BirdDetection(Event):
+    """A bird call heard from ``start`` to ``end`` (Unix s), with its saved clip (the ear)."""
+
+    type: ClassVar[str] = "bird"
+    start: float
+    end: float
+    species: str
+    confidence_max: float
+    confidence_mean: float
+    clip: str

@@ -14,6 +14,12 @@ by a lock: SQLite admits one writer at a time anyway, so more connections would 
 own lock for SQLITE_BUSY retries, and with one writer the sequence numbers are committed in the
 order they are handed out, which is what makes ``since`` gap-free. ``check_same_thread=False``
 because the lock, not the creating thread, is what keeps the connection safe.
+
+Listeners (:meth:`EventStore.add_listener`) hear of each event after its commit, so whatever
+they pass on (the BLE link numbers its messages with ``seq``) is already durable. They run
+outside the connection lock, so a slow listener never stalls readers such as backfill, but
+under a second lock held across commit and dispatch: listeners see events in ``seq`` order
+even when several threads append at once.
 """
 
 from __future__ import annotations
@@ -36,6 +42,9 @@ from device.errors import StoreError
 from device.events import Event
 
 log = logging.getLogger(__name__)
+
+StoreListener = Callable[["StoredEvent"], None]
+"""Called with each event once it is committed (see :meth:`EventStore.add_listener`)."""
 
 SCHEMA_VERSION: Final = 1
 BUSY_TIMEOUT_S: Final = 5.0
@@ -114,6 +123,10 @@ class EventStore:
         self.path = Path(path)
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._lock = threading.Lock()
+        # Held from commit to the end of dispatch, so listeners hear events in seq order.
+        # Reentrant so that a listener that appends (it should not) delays, not deadlocks.
+        self._dispatch_lock = threading.RLock()
+        self._listeners: list[StoreListener] = []
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: no implicit transactions; append commits at once and
@@ -214,31 +227,70 @@ class EventStore:
                     f"stored are kept; {advice}."
                 ) from e
 
+    def add_listener(self, listener: StoreListener) -> None:
+        """Call ``listener(stored)`` after each event is committed, in ``seq`` order.
+
+        It runs on the appending thread, outside the connection lock, so it may read the store
+        (e.g. :meth:`since`); it must not append. Hand heavy work to another thread or event
+        loop without waiting for it: every append waits for its listeners. A listener that
+        raises is logged and skipped; the event stays stored and the other listeners still hear
+        of it.
+        """
+        with self._dispatch_lock:
+            self._listeners = [*self._listeners, listener]
+
+    def remove_listener(self, listener: StoreListener) -> None:
+        """Stop calling ``listener`` (no error if it was not added)."""
+        with self._dispatch_lock:
+            self._listeners = [x for x in self._listeners if x is not listener]
+
+    def _dispatch(self, stored: list[StoredEvent]) -> None:
+        for listener in self._listeners:
+            for event in stored:
+                try:
+                    listener(event)
+                except Exception:
+                    # A broken consumer (say, the BLE link) must not turn a stored event into
+                    # a failed append: the sense would retry and store it twice.
+                    log.exception(
+                        "store listener %r failed on seq %d; the event is stored",
+                        listener,
+                        event.seq,
+                    )
+
     def append(self, event: Event) -> int:
         """Store one event and return its sequence number (committed when this returns)."""
         row = _encode(event)
-        with self._using("append an event") as conn:
-            cursor = conn.execute("INSERT INTO events(ts, type, payload) VALUES (?, ?, ?)", row)
-            return int(cursor.lastrowid or 0)
+        with self._dispatch_lock:
+            with self._using("append an event") as conn:
+                cursor = conn.execute("INSERT INTO events(ts, type, payload) VALUES (?, ?, ?)", row)
+                seq = int(cursor.lastrowid or 0)
+            if self._listeners:
+                # Decoded from the stored JSON: listeners get exactly what since() returns.
+                self._dispatch([_decode((seq, *row))])
+        return seq
 
     def append_many(self, events: Iterable[Event]) -> list[int]:
         """Store several events in one transaction (all or none); return their numbers."""
         rows = [_encode(e) for e in events]
         if not rows:
             return []
-        with self._using("append events") as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            seqs = [
-                int(
-                    conn.execute(
-                        "INSERT INTO events(ts, type, payload) VALUES (?, ?, ?)", row
-                    ).lastrowid
-                    or 0
-                )
-                for row in rows
-            ]
-            conn.execute("COMMIT")
-            return seqs
+        with self._dispatch_lock:
+            with self._using("append events") as conn:
+                conn.execute("BEGIN IMMEDIATE")
+                seqs = [
+                    int(
+                        conn.execute(
+                            "INSERT INTO events(ts, type, payload) VALUES (?, ?, ?)", row
+                        ).lastrowid
+                        or 0
+                    )
+                    for row in rows
+                ]
+                conn.execute("COMMIT")
+            if self._listeners:
+                self._dispatch([_decode((seq, *row)) for seq, row in zip(seqs, rows, strict=True)])
+        return seqs
 
     def since(
         self, seq: int, *, limit: int = 1000, types: set[str] | None = None

@@ -1,0 +1,11 @@
+"""The BLE link: station -> app over GATT (Bluetooth Core 5.4 Vol 3 Part G).
+
+* :mod:`device.link.protocol`: the wire format (messages, framing, control requests); standard
+  library + cbor2 only, shared with the app.
+* :mod:`device.link.ess`: Environmental Sensing Service values per the GATT Specification
+  Supplement; :mod:`device.link.uuids`: every UUID.
+* :mod:`device.link.core`: :class:`~device.link.core.LinkCore`, what every transport builds on.
+* :mod:`device.link.bumble_link`: a Bumble server and client on an in-process virtual link.
+
+Nothing is imported here, so the app can import ``device.link.protocol`` without the daemon.
+"""
