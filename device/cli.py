@@ -29,6 +29,9 @@ from device.clock import Clock, ManualClock, ScaledClock, SystemClock, ticks
 from device.config import Config, load_config
 from device.errors import SensesError
 from device.events import Event, FoodReading, NoseReading
+from device.link.core import LinkCore
+from device.link.protocol import Message
+from device.link.service import VirtualPhoneLink
 from device.nose.classifier import VERDICT_OF_CLASS
 from device.nose.features import BASELINE_MINUTES
 from device.nose.minutes import MinuteAggregator
@@ -145,17 +148,33 @@ def cmd_demo(args: argparse.Namespace) -> int:
         preheated_s=0.0,
     )
     store = EventStore(config.store_path)
+    out = JsonLinesSink(sys.stdout)
     dashboard = None if args.json else NoseDashboard()
-    sinks: list[Sink] = [StoreSink(store)]
-    sinks.append(JsonLinesSink(sys.stdout) if args.json else dashboard)  # type: ignore[arg-type]
+    # The store comes first: the link sends an event only once it is committed.
+    sinks: list[Sink] = [StoreSink(store), out if dashboard is None else dashboard]
     station = Station(clock, sinks)
+
+    def phone_received(message: Message) -> None:
+        if dashboard is None:
+            out.write({"type": "phone", "seq": message.seq, "event": message.payload})
+        else:
+            dashboard.phone_mtu = link.negotiated_mtu
+            dashboard.on_phone(message.seq, message.payload)
+
+    link = VirtualPhoneLink(
+        LinkCore(store, station_name=config.station.name, clock=SystemClock()),
+        store,
+        SystemClock(),
+        on_message=phone_received,
+    )
+    station.add_sense("link", link.run)
     for event in setup.events:
         station.emit(event)
     console.print(
         f"[bold]Senses demo[/]: emulated nose replaying {recording.name} (beef, 36 h) at "
         f"{speed:g}× through the real ADS1115/SHT31 drivers; heaters warm up for "
         f"{DEMO_WARMUP_S / 60:.0f} min, then {BASELINE_MINUTES} min of calibration. "
-        "Ctrl-C stops."
+        "A simulated phone receives everything over a virtual BLE link. Ctrl-C stops."
     )
     _run_live(station, setup, seconds=args.seconds, dashboard=dashboard, console=console)
     console.print(f"stored {store.count()} events in {config.store_path}")

@@ -7,6 +7,7 @@ their own. A sink that fails is reported once and dropped; it never stops the se
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Mapping
 from typing import Any, Protocol, TextIO
 
@@ -36,14 +37,18 @@ class JsonLinesSink:
     def __init__(self, stream: TextIO, *, types: set[str] | None = None) -> None:
         self.stream = stream
         self.types = types
+        # The phone's messages arrive on the link's thread, the station's on the senses'.
+        self._lock = threading.Lock()
 
     def handle(self, event: Event) -> None:
         if self.types is None or event.type in self.types:
             self.write(event.to_dict())
 
     def write(self, record: Mapping[str, Any]) -> None:
-        self.stream.write(json.dumps(record, separators=(",", ":")) + "\n")
-        self.stream.flush()
+        line = json.dumps(record, separators=(",", ":")) + "\n"
+        with self._lock:
+            self.stream.write(line)
+            self.stream.flush()
 
 
 class StoreSink:
@@ -89,6 +94,15 @@ class NoseDashboard:
         self.food: FoodReading | None = None
         self.health: list[Health] = []
         self.caption = ""
+        self.phone_messages = 0
+        self.phone_last: dict[str, Any] | None = None
+        self.phone_mtu: int | None = None
+
+    def on_phone(self, seq: int, payload: Mapping[str, Any]) -> None:
+        """What the simulated phone decoded from the BLE link (called on the link's thread)."""
+        self.phone_messages += 1
+        if payload.get("type") == "food":
+            self.phone_last = {"seq": seq, **payload}
 
     def handle(self, event: Event) -> None:
         if isinstance(event, NoseReading):
@@ -99,7 +113,7 @@ class NoseDashboard:
             self.health = [*self.health, event][-MAX_HEALTH_LINES:]
 
     def render(self) -> RenderableType:
-        parts: list[RenderableType] = [self._verdict(), self._channels()]
+        parts: list[RenderableType] = [self._verdict(), self._channels(), self._phone()]
         if self.health:
             lines = Text()
             for h in self.health:
@@ -107,6 +121,16 @@ class NoseDashboard:
                 lines.append(f"{h.component}: {h.message}\n")
             parts.append(lines)
         return Group(*parts)
+
+    def _phone(self) -> RenderableType:
+        text = Text("Phone (virtual BLE link")
+        text.append(f", ATT MTU {self.phone_mtu})" if self.phone_mtu else ")")
+        text.append(f": {self.phone_messages} messages received")
+        if self.phone_last is not None:
+            label = str(self.phone_last.get("label", "?"))
+            text.append(f"; latest food verdict #{self.phone_last['seq']}: ")
+            text.append(label.upper(), style=VERDICT_STYLE.get(FoodVerdict(label), ""))
+        return text
 
     def _verdict(self) -> RenderableType:
         food = self.food

@@ -311,3 +311,19 @@ def test_prune_to_max_rows_keeps_the_newest(store: EventStore) -> None:
     assert [e.seq for e in store.since(0)] == seqs[-1:]
     with pytest.raises(ValueError, match="max_rows"):
         store.prune(max_rows=-1)
+
+
+def test_a_bound_method_listener_can_be_removed(tmp_path: Path) -> None:
+    heard: list[int] = []
+
+    class Consumer:
+        def on_stored(self, stored: StoredEvent) -> None:
+            heard.append(stored.seq)
+
+    consumer = Consumer()
+    with EventStore(tmp_path / "events.db") as store:
+        store.add_listener(consumer.on_stored)
+        store.append(Health(ts=1.0, component="x", status=HealthStatus.OK, message="a"))
+        store.remove_listener(consumer.on_stored)  # a new bound-method object, equal not identical
+        store.append(Health(ts=2.0, component="x", status=HealthStatus.OK, message="b"))
+    assert heard == [1]

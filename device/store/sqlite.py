@@ -242,7 +242,9 @@ class EventStore:
     def remove_listener(self, listener: StoreListener) -> None:
         """Stop calling ``listener`` (no error if it was not added)."""
         with self._dispatch_lock:
-            self._listeners = [x for x in self._listeners if x is not listener]
+            self._listeners = [
+                x for x in self._listeners if x != listener
+            ]  # bound methods are equal, never identical
 
     def _dispatch(self, stored: list[StoredEvent]) -> None:
         for listener in self._listeners:
