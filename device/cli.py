@@ -391,9 +391,12 @@ def _replay_summary(console: Console, results: list[tuple[int, str | None, FoodR
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from bench.nose import main as bench_nose
-
-    return bench_nose(["--json"] if args.json else [])
+    # Imported on use: the benchmarks are not part of the daemon.
+    if args.bench_command == "link":
+        from bench.link import main as bench_main
+    else:
+        from bench.nose import main as bench_main
+    return bench_main(["--json"] if args.json else [])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -450,6 +453,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench_nose = bench.add_parser("nose", help="nose pipeline samples/s vs the ADS1115's 860 SPS")
     bench_nose.add_argument("--json", action="store_true")
     bench_nose.set_defaults(handler=cmd_bench)
+    bench_link = bench.add_parser(
+        "link", help="BLE notification latency, events/s and bytes per event vs JSON"
+    )
+    bench_link.add_argument("--json", action="store_true")
+    bench_link.set_defaults(handler=cmd_bench)
     return parser
 
 
