@@ -200,7 +200,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         preheated_s=0.0,
     )
     store = EventStore(config.store_path)
+    # The store comes first: the link sends an event only once it is committed.
     station = Station(clock, [StoreSink(store), JsonLinesSink(sys.stdout)])
+    if config.link.enabled:
+        from device.link.bluez import BluezLink
+
+        # The link runs on the real clock even when the nose is emulated at speed: its rate
+        # limits and retries are about phones and BlueZ, which live in real time.
+        link_clock = SystemClock()
+        core = LinkCore(store, station_name=config.station.name, clock=link_clock)
+        station.add_sense(
+            "link", BluezLink(core, store, link_clock, adapter=config.link.adapter).run
+        )
     for event in setup.events:
         station.emit(event)
     _run_live(station, setup, seconds=args.seconds, dashboard=None, console=console)

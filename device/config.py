@@ -176,6 +176,13 @@ class InferenceConfig(_Section):
     models_dir: Path = DEFAULT_MODELS_DIR
 
 
+class LinkConfig(_Section):
+    """The Bluetooth LE link (a GATT server on BlueZ)."""
+
+    enabled: bool = True
+    adapter: str | None = Field(None, description="e.g. hci0; default: BlueZ's first adapter")
+
+
 class StoreConfig(_Section):
     retention_days: float = Field(30.0, gt=0)
 
@@ -186,6 +193,7 @@ class Config(_Section):
     nose: NoseConfig = Field(default_factory=NoseConfig)
     emulation: EmulationConfig = Field(default_factory=EmulationConfig)
     inference: InferenceConfig = Field(default_factory=InferenceConfig)
+    link: LinkConfig = Field(default_factory=LinkConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
 
     @property

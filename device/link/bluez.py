@@ -53,6 +53,7 @@ import contextlib
 import enum
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -581,7 +582,13 @@ class BluezGattServer:
                 else:
                     bus = await MessageBus(bus_address=address).connect()
         except (OSError, AuthError, TimeoutError, ValueError) as e:
-            raise _unavailable_bus(address or "$DBUS_SYSTEM_BUS_ADDRESS", e) from e
+            raise _unavailable_bus(
+                address
+                or os.environ.get(
+                    "DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/run/dbus/system_bus_socket"
+                ),
+                e,
+            ) from e
         self._bus = bus
         try:
             for path, interface in self._objects:

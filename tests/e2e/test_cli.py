@@ -166,3 +166,16 @@ def test_a_corrupt_model_is_reported_and_the_nose_keeps_reading(
     assert "sha256" in str(problems[0]["message"])
     assert "git checkout" in str(problems[0]["message"])
     assert sum(e["type"] == "nose" for e in events) >= 3
+
+
+def test_run_without_bluez_says_so_and_keeps_the_nose_running(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", f"unix:path={tmp_path / 'no-such-bus'}")
+    config = _emulated_config(tmp_path)
+    assert main(["run", "--config", str(config), "--seconds", "3"]) == 0
+    events = _json_lines(capsys.readouterr().out)
+    link = [e for e in events if e["type"] == "health" and e["component"] == "link"]
+    assert link and link[0]["status"] == "failed"
+    assert "systemctl start dbus" in str(link[0]["message"])
+    assert sum(e["type"] == "nose" for e in events) >= 3
