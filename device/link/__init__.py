@@ -5,7 +5,9 @@
 * :mod:`device.link.ess`: Environmental Sensing Service values per the GATT Specification
   Supplement; :mod:`device.link.uuids`: every UUID.
 * :mod:`device.link.core`: :class:`~device.link.core.LinkCore`, what every transport builds on.
+* :mod:`device.link.bluez`: the production GATT server on BlueZ over D-Bus (dbus-fast).
 * :mod:`device.link.bumble_link`: a Bumble server and client on an in-process virtual link.
+* :mod:`device.link.service`: the demo's virtual phone link as a station sense.
 
 Nothing is imported here, so the app can import ``device.link.protocol`` without the daemon.
 """

@@ -27,6 +27,8 @@ around one :class:`LinkCore`. A transport author does exactly this:
    send ``outcome.notifications`` (backfilled events on their stream characteristics, then the
    result on the control point) **to that client only**, in order, framed as in 3. It never
    raises; every refusal is logged here.
+   (BlueZ's D-Bus API cannot notify one client only: there every subscriber gets these;
+   the request id and the app's duplicate check make that harmless.)
 5. On disconnect, forget that client's subscriptions and queue; the core keeps no per-link
    state except the rate limiter's bucket (kept, so reconnecting does not refill it).
 
