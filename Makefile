@@ -52,7 +52,7 @@ $(DEVICE_STAMP): pyproject.toml | $(PY)
 	touch $@
 
 $(DEV_STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[device,train,dev]'
+	$(PY) -m pip install --quiet -e '.[device,app,train,dev]'
 	touch $@ $(DEVICE_STAMP)
 
 clean:

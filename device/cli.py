@@ -27,6 +27,7 @@ from rich.table import Table
 
 from device.clock import Clock, ManualClock, ScaledClock, SystemClock, ticks
 from device.config import Config, load_config
+from device.demo import DEMO_SPEED, DEMO_WARMUP_S, build_demo_nose, demo_config
 from device.errors import SensesError
 from device.events import Event, FoodReading, NoseReading
 from device.link.core import LinkCore
@@ -42,11 +43,6 @@ from device.store import EventStore
 
 log = logging.getLogger("senses")
 
-#: ``senses demo``: five simulated hours a real minute, so a verdict shows within seconds
-#: and the whole 36 h recording (fresh → spoiled) plays in about seven minutes.
-DEMO_SPEED = 300.0
-DEMO_WARMUP_S = 300.0
-DEMO_SAMPLE_PERIOD_S = 10.0
 REFRESH_PER_S = 4
 
 
@@ -123,30 +119,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"sense(s) {', '.join(unknown)} not available yet; this station has: "
             f"{', '.join(KNOWN_SENSES)}"
         )
-    data_dir = Path(tempfile.mkdtemp(prefix="senses-demo-"))
-    config = _with(
-        _config(args),
-        data_dir=data_dir,
-        warmup_s=DEMO_WARMUP_S,
-        calibration_s=BASELINE_MINUTES * 60.0,
-        sample_period_s=DEMO_SAMPLE_PERIOD_S,
-    )
+    config = demo_config(_config(args), Path(tempfile.mkdtemp(prefix="senses-demo-")))
     speed = args.speed or DEMO_SPEED
     clock = ScaledClock(speed)
     console = Console(stderr=args.json)
     recording = config.emulation.recording
-    setup = build_nose(
-        config,
-        clock,
-        emulated=True,
-        calibrate_after_warmup=True,
-        # The beef recordings start with the meat already in the box: their first minutes
-        # are the baseline, as in training, and are not clean-air stable.
-        calibration_max_spread=None,
-        calibration_source=f"first {BASELINE_MINUTES} minutes of {recording.name}",
-        scene_hold_s=DEMO_WARMUP_S,
-        preheated_s=0.0,
-    )
+    setup = build_demo_nose(config, clock)
     store = EventStore(config.store_path)
     out = JsonLinesSink(sys.stdout)
     dashboard = None if args.json else NoseDashboard()

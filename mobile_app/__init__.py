@@ -1,0 +1,1 @@
+"""Senses companion app (Kivy): food, concept and birds at a glance."""
