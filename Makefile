@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 DEVICE_STAMP := $(VENV)/.installed-device
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test lint typecheck pytest bench train-food system-deps clean
+.PHONY: demo test lint typecheck pytest bench train-food pi-check system-deps clean
 
 demo: $(DEVICE_STAMP)
 	$(VENV)/bin/senses demo
@@ -41,6 +41,12 @@ bench: $(DEVICE_STAMP)
 
 train-food: $(DEV_STAMP)
 	$(VENV)/bin/senses-train food
+
+# The device on emulated Raspberry Pi 3 / 4 / 5 CPUs (qemu-user) under Pi OS bookworm
+# (Python 3.11) and trixie (3.13): see hardware/pi-emulation/README.md. About 8 minutes from
+# an empty cache; needs root (debootstrap).
+pi-check: $(DEVICE_STAMP)
+	$(PY) hardware/pi-emulation/pi_check.py
 
 $(PY):
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Senses needs Python 3.11 or newer"'
