@@ -24,7 +24,9 @@ from device.nose.recording import Recording
 
 SECONDS_PER_ROW = 60.0
 WARMUP_TRANSIENT_K = 1.5
-WARMUP_TRANSIENT_TAU_S = 180.0
+# The fast heater transient of the first minutes; the slow drift of the first days after
+# storage (research/enose.md §4.4) is not modelled.
+WARMUP_TRANSIENT_TAU_S = 60.0
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,7 @@ def _emulated_config(tmp_path: Path) -> Path:
     config.write_text(
         f'[station]\ndata_dir = "{tmp_path / "data"}"\n'
         '[hardware]\nmode = "emulated"\n'
-        "[nose]\nwarmup_s = 60\ncalibration_s = 120\nsample_period_s = 10\n"
+        "[nose]\nwarmup_s = 300\ncalibration_s = 120\nsample_period_s = 10\n"
         "[emulation]\nspeed = 600\n"
     )
     return config
