@@ -26,40 +26,19 @@ pytest: $(DEV_STAMP) system-deps
 	$(PY) -m pytest
 
 # Debian packages the tests need: dbus-daemon runs the private bus BlueZoo (a mock BlueZ)
-# lives on. Installed when missing and we are root (CI, a fresh Pi); otherwise we say how.
-SYSTEM_PACKAGES := dbus
+# lives on; EGL/GL (Mesa) let Kivy render the app's screens offscreen. Installed when missing
+# and we are root (CI, a fresh Pi); otherwise we say how.
+SYSTEM_PACKAGES := dbus libegl1 libgl1 libgl1-mesa-dri
 system-deps:
-	@command -v dbus-daemon >/dev/null || { \
+	@missing=""; for p in $(SYSTEM_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES); \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	  else \
-	    echo "missing Debian packages: sudo apt-get install $(SYSTEM_PACKAGES)"; exit 1; \
-	  fi; }
-
-bench: $(DEVICE_STAMP)
-	$(VENV)/bin/senses bench nose
-
-train-food: $(DEV_STAMP)
-	$(VENV)/bin/senses-train food
-
-# The device on emulated Raspberry Pi 3 / 4 / 5 CPUs (qemu-user) under Pi OS bookworm
-# (Python 3.11) and trixie (3.13): see hardware/pi-emulation/README.md. About 8 minutes from
-# an empty cache; needs root (debootstrap).
-pi-check: $(DEVICE_STAMP)
-	$(PY) hardware/pi-emulation/pi_check.py
-
-$(PY):
-	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Senses needs Python 3.11 or newer"'
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
-
-$(DEVICE_STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[device]'
-	touch $@
-
-$(DEV_STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[device,app,train,dev]'
-	touch $@ $(DEVICE_STAMP)
+	    echo "missing Debian packages: sudo apt-get install$$missing"; exit 1; \
+	  fi; \
+	fi
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -46,7 +46,7 @@ import math
 import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import cbor2
 
@@ -689,6 +689,27 @@ def decode_message(data: bytes) -> Message:
         raise ProtocolError(f"undecodable message ({type(e).__name__}: {e})") from e
 
 
+def _strict_loads(body: bytes) -> Any:
+    return cbor2.loads(
+        body, max_depth=_MAX_CBOR_DEPTH + 1, allow_indefinite=False, allow_duplicate_keys=False
+    )
+
+
+def _pick_loads() -> Callable[[bytes], Any]:
+    """cbor2 6's strict options, or plain ``loads`` on cbor2 5 (the pure-Python build Android
+    gets: cbor2 6 is Rust-only). :func:`_check_cbor` has already refused tags, indefinite
+    lengths and deep nesting either way; only on cbor2 5 does a duplicate key keep its last
+    value instead of being refused."""
+    try:
+        _strict_loads(b"\xa0")
+    except TypeError:
+        return cast("Callable[[bytes], Any]", cbor2.loads)
+    return _strict_loads
+
+
+_loads = _pick_loads()
+
+
 def _decode_message(data: bytes) -> Message:
     if len(data) <= MESSAGE_HEADER.size:
         raise ProtocolError(f"message of {len(data)} bytes is shorter than its header + body")
@@ -699,9 +720,7 @@ def _decode_message(data: bytes) -> Message:
     body = data[MESSAGE_HEADER.size :]
     _check_cbor(body)
     try:
-        raw = cbor2.loads(
-            body, max_depth=_MAX_CBOR_DEPTH + 1, allow_indefinite=False, allow_duplicate_keys=False
-        )
+        raw = _loads(body)
     except cbor2.CBORError as e:
         raise ProtocolError(f"invalid CBOR: {e}") from e
     payload = _SCHEMAS[code].decode(raw, {}, code.type_name)
