@@ -40,5 +40,30 @@ system-deps:
 	  fi; \
 	fi
 
+bench: $(DEVICE_STAMP)
+	$(VENV)/bin/senses bench nose
+
+train-food: $(DEV_STAMP)
+	$(VENV)/bin/senses-train food
+
+# The device on emulated Raspberry Pi 3 / 4 / 5 CPUs (qemu-user) under Pi OS bookworm
+# (Python 3.11) and trixie (3.13): see hardware/pi-emulation/README.md. About 8 minutes from
+# an empty cache; needs root (debootstrap).
+pi-check: $(DEVICE_STAMP)
+	$(PY) hardware/pi-emulation/pi_check.py
+
+$(PY):
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Senses needs Python 3.11 or newer"'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
+
+$(DEVICE_STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[device]'
+	touch $@
+
+$(DEV_STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[device,app,train,dev]'
+	touch $@ $(DEVICE_STAMP)
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
