@@ -529,7 +529,7 @@ class BluezGattServer:
         self._advertising = False
         self._wake: asyncio.Event | None = None
         self._supervisor: asyncio.Task[None] | None = None
-        self._store: EventStore | None = None
+        self._feed = link_core.StoreFeed(core, self.send)
         self._build()
 
     def _build(self) -> None:
@@ -886,20 +886,10 @@ class BluezGattServer:
     def attach(self, store: EventStore) -> None:
         """Send every event ``store`` commits from now on (call on the server's loop)."""
         self._loop = asyncio.get_running_loop()
-        self._store = store
-        store.add_listener(self._on_stored)
+        self._feed.attach(store)
 
     def detach(self) -> None:
-        if self._store is not None:
-            self._store.remove_listener(self._on_stored)
-            self._store = None
-
-    def _on_stored(self, stored: StoredEvent) -> None:
-        # On the appending thread: encode there, then hop to the loop; call_soon_threadsafe is
-        # FIFO, so the store's seq order is the order phones see.
-        items = self.core.on_stored(stored)
-        if items and self._loop is not None:
-            self._loop.call_soon_threadsafe(self.send, items)
+        self._feed.detach()
 
     def publish(self, stored: StoredEvent) -> None:
         """Send one stored event now (on the server's loop): its stream and changed ESS values."""

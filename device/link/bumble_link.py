@@ -46,7 +46,7 @@ from device.link import core as link_core
 from device.link import ess, protocol, uuids
 from device.link.core import LinkCore
 from device.link.protocol import Inbox, Message, ResultCode
-from device.store import EventStore, StoredEvent
+from device.store import EventStore
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +140,7 @@ class BumbleLinkServer:
         self.core = core
         self.characteristics: dict[str, Characteristic[Any]] = {}
         self._clients: dict[Connection, _Client] = {}
-        self._store: EventStore | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._feed = link_core.StoreFeed(core, self.publish)
         for spec in core.layout:
             device.add_service(
                 Service(
@@ -175,7 +174,6 @@ class BumbleLinkServer:
 
     async def start(self, *, advertising_interval_ms: float = ADVERTISING_INTERVAL_MS) -> None:
         """Power on and advertise (again after every disconnection)."""
-        self._loop = asyncio.get_running_loop()
         await self.device.power_on()
         name = self.core.station_name.encode("utf-8")
         advertising = AdvertisingData(
@@ -209,20 +207,10 @@ class BumbleLinkServer:
 
     def attach(self, store: EventStore) -> None:
         """Send every event ``store`` commits from now on (call from the event loop's thread)."""
-        self._loop = asyncio.get_running_loop()
-        self._store = store
-        store.add_listener(self._on_stored)
+        self._feed.attach(store)
 
     def detach(self) -> None:
-        if self._store is not None:
-            self._store.remove_listener(self._on_stored)
-            self._store = None
-
-    def _on_stored(self, stored: StoredEvent) -> None:
-        # On the appending thread: encode here, then hop to the loop (FIFO, so seq order holds).
-        items = self.core.on_stored(stored)
-        if items and self._loop is not None:
-            self._loop.call_soon_threadsafe(self.publish, items)
+        self._feed.detach()
 
     def publish(self, items: Sequence[tuple[str, bytes]]) -> None:
         """Queue ``(uuid, data)`` for every connected client (on the loop's thread)."""

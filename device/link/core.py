@@ -38,6 +38,7 @@ result codes) and :mod:`device.link.bumble_link` (a reference client).
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 import math
@@ -542,3 +543,34 @@ class LinkCore:
             more=len(rows) == limit,
             newest_seq=max(newest, last_seq),
         )
+
+
+class StoreFeed:
+    """Hands every event a store commits to a transport's event loop, in seq order.
+
+    Both servers need the same bridge: the store calls its listeners on the appending thread,
+    the transport sends from its asyncio loop. Encoding happens on the appending thread, then
+    ``call_soon_threadsafe`` (FIFO) carries the items over, so phones see the store's order.
+    """
+
+    def __init__(self, core: LinkCore, send: Callable[[Sequence[tuple[str, bytes]]], None]) -> None:
+        self.core = core
+        self._send = send
+        self._store: EventStore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def attach(self, store: EventStore) -> None:
+        """Feed every event ``store`` commits from now on (call on the transport's loop)."""
+        self._loop = asyncio.get_running_loop()
+        self._store = store
+        store.add_listener(self._on_stored)
+
+    def detach(self) -> None:
+        if self._store is not None:
+            self._store.remove_listener(self._on_stored)
+            self._store = None
+
+    def _on_stored(self, stored: StoredEvent) -> None:
+        items = self.core.on_stored(stored)
+        if items and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._send, items)
