@@ -131,12 +131,13 @@ async def test_what_happened_before_the_first_connection_is_backfilled(
 async def test_a_dropped_link_reconnects_and_backfills_with_no_gap_or_duplicate(
     station: Station, running: Run, wait_until: Until
 ) -> None:
-    # ~8 frames per reading at MTU 23: the cut lands mid-message. The first retry waits long
+    # ~8 frames per reading at MTU 23, 200 readings (over a second of sending): the cut lands
+    # mid-stream even on a fast machine, and mid-message. The first retry waits long
     # enough for the events "while away" to be committed before the app is back.
     connection, state = station.app(mtu=23, backoff_first_s=0.3)
     running(connection)
     await wait_until(lambda: state.connection is ConnectionState.CONNECTED)
-    burst = await asyncio.to_thread(station.store.append_many, [nose(i) for i in range(60)])
+    burst = await asyncio.to_thread(station.store.append_many, [nose(i) for i in range(200)])
     await wait_until(lambda: len(state.received) >= 10)
     await station.drop_links()  # the station drops the link
     assert len(state.received) < len(burst)  # it really dropped mid-stream
