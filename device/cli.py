@@ -28,8 +28,10 @@ from rich.table import Table
 from device.clock import Clock, ManualClock, ScaledClock, SystemClock, ticks
 from device.config import Config, load_config
 from device.demo import DEMO_SPEED, DEMO_WARMUP_S, build_demo_nose, demo_config
+from device.ear.cli import add_commands as add_ear_commands
 from device.errors import SensesError
 from device.events import Event, FoodReading, NoseReading
+from device.eye.cli import add_commands as add_eye_commands
 from device.link.core import LinkCore
 from device.link.protocol import Message
 from device.link.service import VirtualPhoneLink
@@ -381,11 +383,10 @@ def _replay_summary(console: Console, results: list[tuple[int, str | None, FoodR
 
 def cmd_bench(args: argparse.Namespace) -> int:
     # Imported on use: the benchmarks are not part of the daemon.
-    if args.bench_command == "link":
-        from bench.link import main as bench_main
-    else:
-        from bench.nose import main as bench_main
-    return bench_main(["--json"] if args.json else [])
+    import importlib
+
+    bench_main = importlib.import_module(f"bench.{args.bench_command}").main
+    return int(bench_main(["--json"] if args.json else []))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -447,6 +448,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench_link.add_argument("--json", action="store_true")
     bench_link.set_defaults(handler=cmd_bench)
+    bench_eye = bench.add_parser(
+        "eye", help="eye frames/s vs the backbone's own rate; crop maps/s; vs the naive method"
+    )
+    bench_eye.add_argument("--json", action="store_true")
+    bench_eye.set_defaults(handler=cmd_bench)
+    bench_ear = bench.add_parser(
+        "ear", help="ear compute seconds per audio minute (one thread) and resident memory"
+    )
+    bench_ear.add_argument("--json", action="store_true")
+    bench_ear.set_defaults(handler=cmd_bench)
+    add_eye_commands(commands)
+    add_ear_commands(commands)
     return parser
 
 

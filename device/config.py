@@ -18,7 +18,9 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from device.ear.settings import EarConfig
 from device.errors import ConfigError
+from device.eye.settings import EyeConfig
 from device.nose.mq import mq_type
 from device.validation import describe_validation_error
 
@@ -191,6 +193,8 @@ class Config(_Section):
     station: StationConfig = Field(default_factory=StationConfig)
     hardware: HardwareConfig = Field(default_factory=HardwareConfig)
     nose: NoseConfig = Field(default_factory=NoseConfig)
+    eye: EyeConfig = Field(default_factory=EyeConfig)
+    ear: EarConfig = Field(default_factory=EarConfig)
     emulation: EmulationConfig = Field(default_factory=EmulationConfig)
     inference: InferenceConfig = Field(default_factory=InferenceConfig)
     link: LinkConfig = Field(default_factory=LinkConfig)

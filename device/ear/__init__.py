@@ -1,0 +1,1 @@
+"""The ear: a continuous soundscape scanned for bird calls."""

@@ -1,0 +1,1 @@
+"""The eye: mood boards become Concept Activation Vectors; camera frames are scored live."""
