@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from device.errors import SensesError
+from training.birds.cli import add_command as add_birds_command
 
 # The data ship inside the training package (an editable install), so any working folder works.
 DEFAULT_FOOD_DATA = Path(__file__).resolve().parent / "data" / "beef_wijaya"
@@ -57,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
         "search.md into --out, no model)",
     )
     food.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_birds_command(sub)
     return parser
 
 
@@ -105,6 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "food":
             return _food(args)
+        if hasattr(args, "handler"):
+            return int(args.handler(args))
     except SensesError as e:
         print(f"senses-train {args.command}: {e}", file=sys.stderr)
         return 1

@@ -1,0 +1,1 @@
+"""Training the ear's bird-species head on YAMNet embeddings."""
