@@ -463,10 +463,13 @@ class AppState:
         name = info.get("station_name")
         if name:
             self.station_name = str(name)
-        concepts = info.get("concepts")  # not in protocol v1; a newer station may send it
+        concepts = info.get("concepts")  # absent when the station has no camera
         if isinstance(concepts, list):
             self.concepts = [str(c) for c in concepts]
             self._concepts_from_station = True
+        active = info.get("active_concept")
+        if isinstance(active, str) and active:
+            self.active_concept = active
         newest = info.get("newest_seq")
         if isinstance(newest, int) and newest < self.last_seq:
             # The station's store was reset: its seqs start again, so ours must too, or every

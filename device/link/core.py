@@ -150,6 +150,8 @@ class ControlHandlers:
     """Make ``concept`` the one the camera scores; INVALID_ARGUMENT if it does not know it."""
     set_threshold: Callable[[str, float], ResultCode] | None = None
     """Set the threshold called ``name`` (e.g. "concept", "bird") to ``value``."""
+    concepts: Callable[[], tuple[list[str], str | None]] | None = None
+    """The concepts the camera can score and the active one, for station info."""
 
 
 @dataclass(frozen=True)
@@ -328,8 +330,20 @@ class LinkCore:
                 "backfill_max": self.backfill_max,
                 "software_version": self.software_version,
                 "streams": list(uuids.STREAMS),
+                **self._concepts(),
             },
         )
+
+    def _concepts(self) -> dict[str, Any]:
+        provider = self.handlers.concepts
+        if provider is None:
+            return {}
+        try:
+            names, active = provider()
+        except Exception:
+            log.exception("link: the concept list is unavailable")
+            return {}
+        return {"concepts": names, "active_concept": active}
 
     def ess_values(self, nose_payload: Mapping[str, Any]) -> dict[str, bytes]:
         """ESS characteristic uuid -> value for one nose reading's payload."""

@@ -113,6 +113,8 @@ def _type_code(name: str) -> MessageType:
         raise ProtocolError(f"unknown message type {name!r}; known types: {known}") from None
 
 
+#: At most this many concept names travel in station info (a board per phone screen row).
+MAX_CONCEPTS: Final = 16
 EVENT_TYPES: Final = ("food", "concept", "bird", "nose", "health")
 """Message types that carry a stored event (one notify characteristic each)."""
 
@@ -304,6 +306,24 @@ class _Text(_Codec):
         if not isinstance(raw, str):
             raise _fail(name, raw, "text")
         return raw
+
+
+class _TextList(_Codec):
+    """A short list of short texts (the station's concept names)."""
+
+    def __init__(self, max_items: int, max_bytes: int) -> None:
+        self.max_items = max_items
+        self.text = _Text(max_bytes)
+
+    def encode(self, value: Any, record: Mapping[str, Any]) -> Any:
+        if value is None:
+            return None
+        return [self.text.encode(v, record) for v in list(value)[: self.max_items]]
+
+    def decode(self, raw: Any, record: Mapping[str, Any], name: str) -> Any:
+        if not isinstance(raw, list):
+            raise _fail(name, raw, "a list of texts")
+        return [self.text.decode(v, record, name) for v in raw]
 
 
 class _Name(_Codec):
@@ -582,6 +602,9 @@ _SCHEMAS: Final[dict[MessageType, _Record]] = {
         _Field(3, "backfill_max", _Count()),
         _Field(4, "software_version", _Text(32)),
         _Field(5, "streams", _TypeList()),
+        # The concepts the camera can score, and the one it scores now (absent: no eye).
+        _Field(6, "concepts", _TextList(MAX_CONCEPTS, 64)),
+        _Field(7, "active_concept", _Text(64)),
     ),
 }
 

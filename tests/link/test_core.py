@@ -368,3 +368,16 @@ def test_our_uuids_are_on_our_random_base_not_the_sig_base() -> None:
     assert all(u.endswith("-d900-4194-bf10-11ab75e350b2") for u in ours)
     assert all(u[14] == "4" for u in ours)  # version 4 (random)
     assert uuids.ESS_SERVICE == "0000181a-0000-1000-8000-00805f9b34fb"
+
+
+def test_station_info_lists_the_concepts_the_camera_can_score(store: EventStore) -> None:
+    handlers = ControlHandlers(concepts=lambda: (["cats", "quiet detail"], "cats"))
+    core = LinkCore(store, station_name="studio", clock=ManualClock(), handlers=handlers)
+    info = decode_message(core.station_info())
+    assert info.payload["concepts"] == ["cats", "quiet detail"]
+    assert info.payload["active_concept"] == "cats"
+
+
+def test_station_info_without_an_eye_has_no_concepts(store: EventStore) -> None:
+    info = decode_message(LinkCore(store, station_name="shed", clock=ManualClock()).station_info())
+    assert info.payload["concepts"] is None
