@@ -17,7 +17,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +39,8 @@ from device.nose.classifier import VERDICT_OF_CLASS
 from device.nose.features import BASELINE_MINUTES
 from device.nose.minutes import MinuteAggregator
 from device.nose.recording import RecordingWriter
-from device.runtime import KNOWN_SENSES, NoseSetup, Station, build_nose
-from device.sinks import VERDICT_STYLE, JsonLinesSink, NoseDashboard, Sink, StoreSink
+from device.runtime import KNOWN_SENSES, SenseSetup, Station, build_nose
+from device.sinks import VERDICT_STYLE, JsonLinesSink, Sink, StationDashboard, StoreSink
 from device.store import EventStore
 
 log = logging.getLogger("senses")
@@ -69,27 +69,30 @@ def _emulation_with(config: Config, **emulation: Any) -> Config:
 
 def _run_live(
     station: Station,
-    setup: NoseSetup,
+    senses: Sequence[SenseSetup],
     *,
     seconds: float | None,
-    dashboard: NoseDashboard | None,
+    dashboard: StationDashboard | None,
     console: Console,
+    caption: Callable[[], str] | None = None,
 ) -> None:
-    """Run until ``seconds`` pass, the emulated recording ends, or Ctrl-C / SIGTERM."""
+    """Run until ``seconds`` pass, an emulated source ends, or Ctrl-C / SIGTERM."""
     stop = threading.Event()
 
     def request_stop(signum: int, frame: object) -> None:
         stop.set()
 
     signal.signal(signal.SIGTERM, request_stop)
-    station.add_sense("nose", setup.service.run)
+    for sense in senses:
+        for event in sense.events:
+            station.emit(event)
+        station.add_sense(sense.name, sense.run)
     deadline = None if seconds is None else time.monotonic() + seconds
-    scene = setup.emulation.scene if setup.emulation else None
 
     def finished() -> bool:
         if stop.is_set() or (deadline is not None and time.monotonic() >= deadline):
             return True
-        return scene is not None and scene.finished
+        return any(s.finished is not None and s.finished() for s in senses)
 
     try:
         if dashboard is None:
@@ -100,8 +103,8 @@ def _run_live(
                 dashboard.render(), console=console, refresh_per_second=REFRESH_PER_S
             ) as live:
                 while not finished():
-                    if scene is not None:
-                        dashboard.caption = f"(recording minute {scene.minute()})"
+                    if caption is not None:
+                        dashboard.caption = caption()
                     live.update(dashboard.render())
                     stop.wait(1 / REFRESH_PER_S)
     except KeyboardInterrupt:
@@ -109,8 +112,10 @@ def _run_live(
     finally:
         station.stop()
         station.join()
-        for event in setup.service.finish():
-            station.emit(event)
+        for sense in senses:
+            if sense.finish is not None:
+                for event in sense.finish():
+                    station.emit(event)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -129,7 +134,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     setup = build_demo_nose(config, clock)
     store = EventStore(config.store_path)
     out = JsonLinesSink(sys.stdout)
-    dashboard = None if args.json else NoseDashboard()
+    dashboard = None if args.json else StationDashboard()
     # The store comes first: the link sends an event only once it is committed.
     sinks: list[Sink] = [StoreSink(store), out if dashboard is None else dashboard]
     station = Station(clock, sinks)
@@ -148,15 +153,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
         on_message=phone_received,
     )
     station.add_sense("link", link.run)
-    for event in setup.events:
-        station.emit(event)
     console.print(
         f"[bold]Senses demo[/]: emulated nose replaying {recording.name} (beef, 36 h) at "
         f"{speed:g}× through the real ADS1115/SHT31 drivers; heaters warm up for "
         f"{DEMO_WARMUP_S / 60:.0f} min, then {BASELINE_MINUTES} min of calibration. "
         "A simulated phone receives everything over a virtual BLE link. Ctrl-C stops."
     )
-    _run_live(station, setup, seconds=args.seconds, dashboard=dashboard, console=console)
+    scene = setup.emulation.scene if setup.emulation else None
+    _run_live(
+        station,
+        [setup.as_sense()],
+        seconds=args.seconds,
+        dashboard=dashboard,
+        console=console,
+        caption=(lambda: f"(recording minute {scene.minute()})") if scene else None,
+    )
     console.print(f"stored {store.count()} events in {config.store_path}")
     store.close()
     return 0
@@ -192,9 +203,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         station.add_sense(
             "link", BluezLink(core, store, link_clock, adapter=config.link.adapter).run
         )
-    for event in setup.events:
-        station.emit(event)
-    _run_live(station, setup, seconds=args.seconds, dashboard=None, console=console)
+    _run_live(station, [setup.as_sense()], seconds=args.seconds, dashboard=None, console=console)
     store.close()
     return 0
 

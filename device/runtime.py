@@ -33,7 +33,25 @@ log = logging.getLogger(__name__)
 
 RESTART_BACKOFF_FIRST_S = 1.0
 RESTART_BACKOFF_MAX_S = 60.0
-KNOWN_SENSES = ("nose",)
+KNOWN_SENSES = ("nose", "eye", "ear")
+
+SenseRun = Callable[[Callable[[Event], None], threading.Event], None]
+
+
+@dataclass
+class SenseSetup:
+    """One sense ready for :meth:`Station.add_sense`, whatever it is.
+
+    ``events`` are reported before it starts (e.g. a missing model); ``finish`` flushes what it
+    still holds at shutdown; ``finished`` says an emulated source ran out (the nose's
+    recording), which ends a demo.
+    """
+
+    name: str
+    run: SenseRun
+    events: list[Event] = field(default_factory=list)
+    finish: Callable[[], list[Event]] | None = None
+    finished: Callable[[], bool] | None = None
 
 
 @dataclass
@@ -44,6 +62,16 @@ class NoseSetup:
     bus: I2CBus
     emulation: EmulatedNose | None = None
     events: list[Event] = field(default_factory=list)
+
+    def as_sense(self) -> SenseSetup:
+        scene = self.emulation.scene if self.emulation is not None else None
+        return SenseSetup(
+            name="nose",
+            run=self.service.run,
+            events=self.events,
+            finish=self.service.finish,
+            finished=(lambda: scene.finished) if scene is not None else None,
+        )
 
 
 def build_nose(

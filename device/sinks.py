@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any, Protocol, TextIO
 
@@ -16,7 +17,9 @@ from rich.table import Table
 from rich.text import Text
 
 from device.events import (
+    BirdDetection,
     ChannelStatus,
+    ConceptScore,
     Event,
     FoodReading,
     FoodVerdict,
@@ -79,19 +82,24 @@ HEALTH_STYLE = {
     HealthStatus.FAILED: "red",
 }
 MAX_HEALTH_LINES = 6
+MAX_BIRD_LINES = 4
+SCORE_BAR_CELLS = 20
 
 
 def _fmt(value: float | None, spec: str) -> str:
     return "–" if value is None else format(value, spec)
 
 
-class NoseDashboard:
-    """The live view of ``senses demo``: channels, climate, verdict, recent health."""
+class StationDashboard:
+    """The live view of ``senses demo``: the food verdict and channels, the camera's concept
+    scores, recent bird detections, what the phone received, and recent health."""
 
     def __init__(self, title: str = "Senses · nose") -> None:
         self.title = title
         self.reading: NoseReading | None = None
         self.food: FoodReading | None = None
+        self.concepts: dict[str, ConceptScore] = {}
+        self.birds: list[BirdDetection] = []
         self.health: list[Health] = []
         self.caption = ""
         self.phone_messages = 0
@@ -109,11 +117,20 @@ class NoseDashboard:
             self.reading = event
         elif isinstance(event, FoodReading):
             self.food = event
+        elif isinstance(event, ConceptScore):
+            self.concepts[event.concept] = event
+        elif isinstance(event, BirdDetection):
+            self.birds = [*self.birds, event][-MAX_BIRD_LINES:]
         elif isinstance(event, Health):
             self.health = [*self.health, event][-MAX_HEALTH_LINES:]
 
     def render(self) -> RenderableType:
-        parts: list[RenderableType] = [self._verdict(), self._channels(), self._phone()]
+        parts: list[RenderableType] = [self._verdict(), self._channels()]
+        if self.concepts:
+            parts.append(self._eye())
+        if self.birds:
+            parts.append(self._ear())
+        parts.append(self._phone())
         if self.health:
             lines = Text()
             for h in self.health:
@@ -121,6 +138,32 @@ class NoseDashboard:
                 lines.append(f"{h.component}: {h.message}\n")
             parts.append(lines)
         return Group(*parts)
+
+    def _eye(self) -> RenderableType:
+        text = Text()
+        for score in self.concepts.values():
+            cells = round(score.score * SCORE_BAR_CELLS)
+            x, y, w, h = score.focus_box
+            text.append(f"Eye: {score.concept:<16} ")
+            text.append("█" * cells, style="bold magenta")
+            text.append("·" * (SCORE_BAR_CELLS - cells), style="dim")
+            text.append(
+                f" {score.score:4.0%}  focus x{x:.2f} y{y:.2f} {w:.2f}×{h:.2f}"
+                f"  {score.fps:4.1f} fps  {score.drops} dropped\n"
+            )
+        return text
+
+    def _ear(self) -> RenderableType:
+        text = Text()
+        for bird in reversed(self.birds):
+            heard = time.strftime("%H:%M:%S", time.localtime(bird.start))
+            text.append(f"Ear: {heard} ", style="dim")
+            text.append(bird.species, style="bold cyan")
+            text.append(
+                f"  {bird.confidence_max:.0%} max, {bird.confidence_mean:.0%} mean,"
+                f" {bird.end - bird.start:.1f} s  clip {bird.clip}\n"
+            )
+        return text
 
     def _phone(self) -> RenderableType:
         text = Text("Phone (virtual BLE link")
@@ -169,3 +212,7 @@ class NoseDashboard:
             f"{_fmt(reading.temperature_c, '.1f')} °C  {_fmt(reading.humidity_pct, '.0f')} %RH"
         )
         return table
+
+
+#: The dashboard's earlier name, from when the station had only a nose.
+NoseDashboard = StationDashboard
