@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from device.ear.settings import EarConfig
 from device.errors import ConfigError
 from device.eye.settings import EyeConfig
+from device.mqtt.settings import MqttConfig
 from device.nose.mq import mq_type
 from device.validation import describe_validation_error
 
@@ -199,6 +200,7 @@ class Config(_Section):
     inference: InferenceConfig = Field(default_factory=InferenceConfig)
     link: LinkConfig = Field(default_factory=LinkConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
 
     @property
     def store_path(self) -> Path:

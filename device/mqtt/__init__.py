@@ -1,0 +1,1 @@
+"""Optional MQTT output with Home Assistant discovery."""
