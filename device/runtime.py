@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from device.clock import Clock
 from device.config import Config
@@ -144,6 +145,40 @@ def build_nose(
     return NoseSetup(service=service, bus=bus, emulation=emulation, events=events)
 
 
+@dataclass
+class SenseStatus:
+    """How one sense is doing: what the health summary shows (CLI, link, status file)."""
+
+    name: str
+    started_monotonic: float
+    events: int = 0
+    restarts: int = 0
+    last_error: str | None = None
+    last_event_wall: float | None = None
+    running: bool = True
+    counters: Callable[[], Mapping[str, int]] | None = None
+
+    def as_dict(self, now_monotonic: float) -> dict[str, Any]:
+        minutes = max((now_monotonic - self.started_monotonic) / 60.0, 1e-9)
+        counters = {}
+        if self.counters is not None:
+            try:
+                counters = dict(self.counters())
+            except Exception:
+                log.exception("sense %s: its counters are unavailable", self.name)
+        return {
+            "name": self.name,
+            "running": self.running,
+            "events": self.events,
+            "events_per_min": round(self.events / minutes, 2),
+            "drops": int(counters.get("drops", 0)),
+            "restarts": self.restarts,
+            "last_error": self.last_error,
+            "last_event_wall": self.last_event_wall,
+            **{k: int(v) for k, v in counters.items() if k != "drops"},
+        }
+
+
 class Station:
     """Runs senses in threads and fans their events out to the sinks."""
 
@@ -152,8 +187,13 @@ class Station:
         self.sinks = list(sinks)
         self._sink_lock = threading.Lock()
         self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self.restarts: dict[str, int] = {}
+        self._threads: dict[str, threading.Thread] = {}
+        self._sense_stops: dict[str, threading.Event] = {}
+        self.status: dict[str, SenseStatus] = {}
+
+    @property
+    def restarts(self) -> dict[str, int]:
+        return {name: s.restarts for name, s in self.status.items() if s.restarts}
 
     def emit(self, event: Event) -> None:
         with self._sink_lock:
@@ -165,36 +205,83 @@ class Station:
                     self.sinks.remove(sink)
 
     def add_sense(
-        self, name: str, run: Callable[[Callable[[Event], None], threading.Event], None]
+        self,
+        name: str,
+        run: SenseRun,
+        *,
+        counters: Callable[[], Mapping[str, int]] | None = None,
     ) -> None:
-        thread = threading.Thread(
-            target=self._supervise, args=(name, run), name=f"sense-{name}", daemon=True
+        """Start ``run(emit, stop)`` in its own supervised thread.
+
+        ``counters`` reports the sense's own tallies (``drops`` above all) for the summary.
+        A sense of the same name must have been stopped with :meth:`stop_sense` first.
+        """
+        if name in self._threads and self._threads[name].is_alive():
+            raise RuntimeError(f"sense {name} is already running; stop_sense({name!r}) first")
+        previous = self.status.get(name)
+        self.status[name] = SenseStatus(
+            name=name,
+            started_monotonic=time.monotonic(),
+            restarts=previous.restarts if previous else 0,
+            counters=counters,
         )
-        self._threads.append(thread)
+        stop = threading.Event()
+        self._sense_stops[name] = stop
+        thread = threading.Thread(
+            target=self._supervise, args=(name, run, stop), name=f"sense-{name}", daemon=True
+        )
+        self._threads[name] = thread
         thread.start()
 
-    def _supervise(
-        self, name: str, run: Callable[[Callable[[Event], None], threading.Event], None]
-    ) -> None:
+    def _emitter(self, status: SenseStatus) -> Callable[[Event], None]:
+        def emit(event: Event) -> None:
+            status.events += 1
+            status.last_event_wall = event.ts
+            self.emit(event)
+
+        return emit
+
+    def _supervise(self, name: str, run: SenseRun, stop: threading.Event) -> None:
+        status = self.status[name]
+        emit = self._emitter(status)
         backoff_s = RESTART_BACKOFF_FIRST_S
-        while not self._stop.is_set():
-            try:
-                run(self.emit, self._stop)
-                return
-            except Exception as e:
-                log.exception("sense %s crashed", name)
-                self.restarts[name] = self.restarts.get(name, 0) + 1
-                self.emit(
-                    Health(
-                        ts=self.clock.wall(),
-                        component=name,
-                        status=HealthStatus.FAILED,
-                        message=f"crashed ({e!r}); restarting in {backoff_s:.0f} s",
-                    )
-                )
-                if self._stop.wait(backoff_s):
+        try:
+            while not (stop.is_set() or self._stop.is_set()):
+                try:
+                    run(emit, _EitherEvent(stop, self._stop))
                     return
-                backoff_s = min(backoff_s * 2, RESTART_BACKOFF_MAX_S)
+                except Exception as e:
+                    log.exception("sense %s crashed", name)
+                    status.restarts += 1
+                    status.last_error = f"{type(e).__name__}: {e}"
+                    self.emit(
+                        Health(
+                            ts=self.clock.wall(),
+                            component=name,
+                            status=HealthStatus.FAILED,
+                            message=f"crashed ({e!r}); restarting in {backoff_s:.0f} s",
+                        )
+                    )
+                    if _EitherEvent(stop, self._stop).wait(backoff_s):
+                        return
+                    backoff_s = min(backoff_s * 2, RESTART_BACKOFF_MAX_S)
+        finally:
+            status.running = False
+
+    def stop_sense(self, name: str, timeout_s: float = 5.0) -> bool:
+        """Stop one sense and wait for it; True when its thread ended in time."""
+        stop = self._sense_stops.get(name)
+        thread = self._threads.get(name)
+        if stop is None or thread is None:
+            return True
+        stop.set()
+        thread.join(timeout_s)
+        return not thread.is_alive()
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Per sense: running, events and their rate, drops, restarts, last error."""
+        now = time.monotonic()
+        return [s.as_dict(now) for s in self.status.values()]
 
     @property
     def stopping(self) -> bool:
@@ -204,5 +291,41 @@ class Station:
         self._stop.set()
 
     def join(self, timeout_s: float = 5.0) -> None:
-        for thread in self._threads:
-            thread.join(timeout_s)
+        """Wait for every sense, ``timeout_s`` in all (not each): shutdown has a budget."""
+        deadline = time.monotonic() + timeout_s
+        for thread in list(self._threads.values()):
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+class _EitherEvent(threading.Event):
+    """Set when either the sense's own stop or the station's stop is set.
+
+    Senses take one ``threading.Event``; this one answers ``is_set``/``wait`` for both, so a
+    sense can be stopped alone (config reload) or with the station.
+    """
+
+    def __init__(self, own: threading.Event, station: threading.Event) -> None:
+        super().__init__()
+        self._own = own
+        self._station = station
+
+    def is_set(self) -> bool:
+        return self._own.is_set() or self._station.is_set()
+
+    def set(self) -> None:
+        self._own.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        # Neither event can notify the other's waiters, so poll in short steps; a stop is
+        # noticed within POLL_S, well inside the 5 s shutdown budget.
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            step = _EITHER_POLL_S if remaining is None else min(_EITHER_POLL_S, remaining)
+            self._own.wait(step)
+        return True
+
+
+_EITHER_POLL_S = 0.05
