@@ -152,6 +152,8 @@ class ControlHandlers:
     """Set the threshold called ``name`` (e.g. "concept", "bird") to ``value``."""
     concepts: Callable[[], tuple[list[str], str | None]] | None = None
     """The concepts the camera can score and the active one, for station info."""
+    summary: Callable[[], list[dict[str, Any]]] | None = None
+    """The station's health summary per sense (:meth:`device.runtime.Station.summary`)."""
 
 
 @dataclass(frozen=True)
@@ -331,8 +333,19 @@ class LinkCore:
                 "software_version": self.software_version,
                 "streams": list(uuids.STREAMS),
                 **self._concepts(),
+                **self._summary(),
             },
         )
+
+    def _summary(self) -> dict[str, Any]:
+        provider = self.handlers.summary
+        if provider is None:
+            return {}
+        try:
+            return {"senses": provider()[: protocol.MAX_CONCEPTS]}
+        except Exception:
+            log.exception("link: the health summary is unavailable")
+            return {}
 
     def _concepts(self) -> dict[str, Any]:
         provider = self.handlers.concepts

@@ -510,6 +510,15 @@ GASES: Final = (
 )
 
 _TS = _Field(0, "ts", _Scaled(MS_PER_S))
+
+_SENSE_SUMMARY = _Record(
+    _Field(0, "name", _Text(16)),
+    _Field(1, "running", _Bool()),
+    _Field(2, "events_per_min", _Float()),
+    _Field(3, "drops", _Count()),
+    _Field(4, "restarts", _Count()),
+    _Field(5, "last_error", _Text(96)),
+)
 _P = _Scaled(PER_10K)
 
 _SENSOR = _Record(
@@ -605,6 +614,8 @@ _SCHEMAS: Final[dict[MessageType, _Record]] = {
         # The concepts the camera can score, and the one it scores now (absent: no eye).
         _Field(6, "concepts", _TextList(MAX_CONCEPTS, 64)),
         _Field(7, "active_concept", _Text(64)),
+        # The health summary: how each sense (and the link) is doing.
+        _Field(8, "senses", _List(_SENSE_SUMMARY)),
     ),
 }
 

@@ -381,3 +381,28 @@ def test_station_info_lists_the_concepts_the_camera_can_score(store: EventStore)
 def test_station_info_without_an_eye_has_no_concepts(store: EventStore) -> None:
     info = decode_message(LinkCore(store, station_name="shed", clock=ManualClock()).station_info())
     assert info.payload["concepts"] is None
+
+
+def test_station_info_carries_the_health_summary(store: EventStore) -> None:
+    summary = [
+        {"name": "nose", "running": True, "events_per_min": 6.0, "drops": 0, "restarts": 0},
+        {
+            "name": "eye",
+            "running": True,
+            "events_per_min": 59.5,
+            "drops": 12,
+            "restarts": 1,
+            "last_error": "CameraDisconnectedError: /dev/video0 vanished",
+        },
+    ]
+    core = LinkCore(
+        store,
+        station_name="s",
+        clock=ManualClock(),
+        handlers=ControlHandlers(summary=lambda: summary),
+    )
+    senses = decode_message(core.station_info()).payload["senses"]
+    assert [s["name"] for s in senses] == ["nose", "eye"]
+    assert senses[1]["drops"] == 12 and senses[1]["restarts"] == 1
+    assert senses[1]["last_error"].startswith("CameraDisconnectedError")
+    assert senses[1]["events_per_min"] == pytest.approx(59.5, rel=1e-3)
