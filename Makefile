@@ -28,9 +28,9 @@ pytest: $(DEV_STAMP) system-deps
 # Debian packages the tests need: dbus-daemon runs the private bus BlueZoo (a mock BlueZ)
 # lives on; EGL/GL (Mesa) let Kivy render the app's screens offscreen; PortAudio and
 # libsndfile are the ear's microphone and file back ends; Mosquitto is the real broker the
-# MQTT tests publish to; systemd gives `systemd-analyze verify` for the unit file. Installed
+# MQTT tests publish to; systemd and shellcheck check the unit file and the Pi installer. Installed
 # when missing and we are root (CI, a fresh Pi); otherwise we say how.
-SYSTEM_PACKAGES := dbus libegl1 libgl1 libgl1-mesa-dri libportaudio2 libsndfile1 mosquitto systemd
+SYSTEM_PACKAGES := dbus libegl1 libgl1 libgl1-mesa-dri libportaudio2 libsndfile1 mosquitto systemd shellcheck
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
