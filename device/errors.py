@@ -78,3 +78,67 @@ class StoreError(SensesError, OSError):
 
 class RecordingError(SensesError, ValueError):
     """A recording (CSV) cannot be read: the message names file, line and column."""
+
+
+class ConceptError(SensesError, ValueError):
+    """A concept (CAV) cannot be trained, loaded or used; the message says what to fix."""
+
+
+class ConceptFileError(ConceptError):
+    """A ``.cav`` file is corrupt, truncated, of a newer format or made for another backbone."""
+
+
+class MoodBoardError(ConceptError):
+    """A mood board cannot be trained on: unreadable, tiny or duplicate images, too few images."""
+
+
+class ConceptQualityError(ConceptError):
+    """The backbone cannot tell the board from random images: the concept is refused."""
+
+
+class CameraUnavailableError(HardwareError):
+    """The camera is missing, busy, or stopped delivering frames (unplugged mid-run)."""
+
+
+class FrameSourceError(SensesError, ValueError):
+    """A frame source cannot be used: a video or image folder that is missing or unreadable,
+    or a source description (``video:PATH``, ``folder:DIR``) that does not parse."""
+
+
+class BirdDataError(SensesError, ValueError):
+    """Bird training audio or its label file cannot be used; the message names the file, and
+    the line or point for a label file."""
+
+
+class BirdDataMissingError(BirdDataError, FileNotFoundError):
+    """A recording or label file that bird training needs is not in the data folder."""
+
+
+class AudioInputError(SensesError, ValueError):
+    """Audio handed to the ear is unusable (wrong shape, not numbers, NaN, bad sample rate)."""
+
+
+class AudioFileError(AudioInputError):
+    """An audio file cannot be read: missing, unsupported format, corrupt or empty."""
+
+
+class MicrophoneUnavailableError(HardwareError):
+    """The microphone is missing, busy, vanished mid-run, or PortAudio is not installed."""
+
+
+class EarModelError(ModelCardError):
+    """An audio model folder's card lacks what the ear needs (task_config, labels, backbone)."""
+
+
+class MqttConfigError(ConfigError):
+    """The ``[mqtt]`` section cannot be used: no host, an unreadable password file, a CA file
+    that is missing or not PEM. The message names the setting or file and how to fix it."""
+
+
+class SystemdEnvironmentError(SensesError, ValueError):
+    """A variable systemd normally sets ($NOTIFY_SOCKET, $WATCHDOG_USEC, $WATCHDOG_PID) is
+    malformed: usually set by hand outside systemd. The message names it and what to do."""
+
+
+class StatusUnavailableError(SensesError):
+    """No status to show: the daemon is not running, or never wrote one here."""
