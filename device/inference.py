@@ -512,18 +512,41 @@ class TFLiteModel:
 
     def run_many(self, inputs: Sequence[npt.ArrayLike]) -> list[npt.NDArray[Any]]:
         """Run on one array per input tensor (card order); return one array per output."""
-        if len(inputs) != len(self._inputs):
-            raise InferenceError(
-                f"model {self.card.name!r} takes {len(self._inputs)} inputs "
-                f"({', '.join(s.name for s in self.card.inputs)}), got {len(inputs)}"
-            )
-        arrays = [self._encode(i, np.asarray(x)) for i, x in enumerate(inputs)]
+        self._check_input_count(len(inputs))
+        return self._run_encoded([self._encode(i, np.asarray(x)) for i, x in enumerate(inputs)])
+
+    def run_quantized(self, inputs: Sequence[npt.ArrayLike]) -> list[npt.NDArray[Any]]:
+        """Like :meth:`run_many`, but each input is already in its tensor's integer encoding.
+
+        For inputs that arrive quantized, such as camera pixels for an image model whose
+        uint8 input takes raw 0-255 values: quantizing real values would cost a float round
+        trip over every pixel of every frame. Outputs are dequantized as in :meth:`run_many`.
+        """
+        self._check_input_count(len(inputs))
+        arrays = [np.asarray(x) for x in inputs]
+        for i, x in enumerate(arrays):
+            want = _tensor_dtype(self._inputs[i])
+            if x.dtype.name != want:
+                raise InferenceError(
+                    f"{self._describe_input(i)} takes {want} values in the tensor's own "
+                    f"encoding for run_quantized, got {x.dtype}; use run_many for real values"
+                )
+        return self._run_encoded(arrays)
+
+    def _run_encoded(self, arrays: list[npt.NDArray[Any]]) -> list[npt.NDArray[Any]]:
         with self._lock:
             rows = self._fit_shapes(arrays)
             if rows is None:
                 return self._invoke(arrays)
             per_row = [self._invoke([a[r : r + 1] for a in arrays]) for r in range(rows)]
         return [np.concatenate(outs, axis=0) for outs in zip(*per_row, strict=True)]
+
+    def _check_input_count(self, count: int) -> None:
+        if count != len(self._inputs):
+            raise InferenceError(
+                f"model {self.card.name!r} takes {len(self._inputs)} inputs "
+                f"({', '.join(s.name for s in self.card.inputs)}), got {count}"
+            )
 
     def _describe_input(self, i: int) -> str:
         spec = self.card.inputs[i]

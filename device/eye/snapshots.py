@@ -1,0 +1,113 @@
+"""AI crops: when a concept fires, the focus crop and the whole frame are saved as JPEGs.
+
+Files go to one folder (``[eye] snapshot_dir``, default ``<data_dir>/eye_snapshots``) named
+``<UTC time>_<concept>_<score>_crop.jpg`` and ``..._frame.jpg``, so they sort by time and a
+person can tell them apart in a file manager. Retention keeps at most ``max_snapshots`` pairs
+and ``budget_bytes`` on disk, deleting the oldest pairs first: a station that sees its
+concept all day must not fill the SD card.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from device.errors import StoreError
+from device.eye.backbone import Box, box_pixels
+
+log = logging.getLogger(__name__)
+
+JPEG_QUALITY: Final = 90
+_CROP_SUFFIX: Final = "_crop.jpg"
+_FRAME_SUFFIX: Final = "_frame.jpg"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    crop: Path
+    frame: Path
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")[:40] or "concept"
+
+
+class SnapshotStore:
+    """Writes AI-crop pairs into ``folder`` and keeps it within its limits."""
+
+    def __init__(self, folder: Path, *, max_snapshots: int = 200, budget_bytes: int = 200_000_000):
+        if max_snapshots < 1 or budget_bytes < 1:
+            raise ValueError("a snapshot store must keep at least one snapshot and one byte")
+        self.folder = Path(folder)
+        self.max_snapshots = max_snapshots
+        self.budget_bytes = budget_bytes
+
+    def save(
+        self, frame_rgb: npt.NDArray[np.uint8], box: Box, *, concept: str, score: float, ts: float
+    ) -> Snapshot:
+        """Save the ``box`` crop of the full-resolution frame and the frame itself.
+
+        Raises :class:`StoreError` (with the folder and the reason) when the disk refuses.
+        """
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(ts)) + f"{ts % 1:.3f}"[1:]
+        stem = f"{stamp}Z_{_slug(concept)}_{score:.2f}"
+        left, top, right, bottom = box_pixels(box, frame_rgb.shape[1], frame_rgb.shape[0])
+        snapshot = Snapshot(
+            self.folder / (stem + _CROP_SUFFIX), self.folder / (stem + _FRAME_SUFFIX)
+        )
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            for path, image in (
+                (snapshot.crop, frame_rgb[top:bottom, left:right]),
+                (snapshot.frame, frame_rgb),
+            ):
+                ok, encoded = cv2.imencode(
+                    ".jpg",
+                    cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
+                    [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY],
+                )
+                if not ok:
+                    raise OSError(f"OpenCV could not encode {path.name} as JPEG")
+                path.write_bytes(encoded.tobytes())
+        except OSError as e:
+            raise StoreError(
+                f"cannot save an AI crop in {self.folder}: {e}; check that the folder is "
+                "writable and the disk not full, or set [eye] snapshot_dir"
+            ) from e
+        self.enforce_limits()
+        return snapshot
+
+    def snapshots(self) -> list[Snapshot]:
+        """Saved pairs, oldest first."""
+        if not self.folder.is_dir():
+            return []
+        crops = sorted(self.folder.glob("*" + _CROP_SUFFIX))
+        return [
+            Snapshot(c, c.with_name(c.name.removesuffix(_CROP_SUFFIX) + _FRAME_SUFFIX))
+            for c in crops
+        ]
+
+    def enforce_limits(self) -> int:
+        """Delete the oldest pairs beyond the count and byte limits; return how many."""
+        pairs = self.snapshots()
+        sizes = [sum(p.stat().st_size for p in (s.crop, s.frame) if p.exists()) for s in pairs]
+        total = sum(sizes)
+        deleted = 0
+        # The newest pair stays even when it alone is over budget: it is what just happened.
+        while len(pairs) > 1 and (len(pairs) > self.max_snapshots or total > self.budget_bytes):
+            oldest = pairs.pop(0)
+            total -= sizes.pop(0)
+            for path in (oldest.crop, oldest.frame):
+                path.unlink(missing_ok=True)
+            deleted += 1
+        if deleted:
+            log.info("deleted %d old AI crop(s) from %s", deleted, self.folder)
+        return deleted
