@@ -24,9 +24,11 @@ from typing import Any
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from device.clock import Clock, ManualClock, ScaledClock, SystemClock, ticks
 from device.config import Config, load_config
+from device.daemon import Daemon
 from device.demo import DEMO_SPEED, DEMO_WARMUP_S, build_demo_nose, demo_config
 from device.ear.cli import add_commands as add_ear_commands
 from device.errors import SensesError
@@ -35,12 +37,15 @@ from device.eye.cli import add_commands as add_eye_commands
 from device.link.core import LinkCore
 from device.link.protocol import Message
 from device.link.service import VirtualPhoneLink
+from device.logs import configure_logging
 from device.nose.classifier import VERDICT_OF_CLASS
 from device.nose.features import BASELINE_MINUTES
 from device.nose.minutes import MinuteAggregator
 from device.nose.recording import RecordingWriter
 from device.runtime import KNOWN_SENSES, SenseSetup, Station, build_nose
+from device.senses import build_station_senses, parse_sense_names
 from device.sinks import VERDICT_STYLE, JsonLinesSink, Sink, StationDashboard, StoreSink
+from device.status import STATUS_FILE, is_stale, read_status
 from device.store import EventStore
 
 log = logging.getLogger("senses")
@@ -86,7 +91,7 @@ def _run_live(
     for sense in senses:
         for event in sense.events:
             station.emit(event)
-        station.add_sense(sense.name, sense.run)
+        station.add_sense(sense.name, sense.run, counters=sense.counters)
     deadline = None if seconds is None else time.monotonic() + seconds
 
     def finished() -> bool:
@@ -119,25 +124,25 @@ def _run_live(
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    senses = [s.strip() for s in args.senses.split(",") if s.strip()]
-    unknown = [s for s in senses if s not in KNOWN_SENSES]
-    if unknown:
-        raise SensesError(
-            f"sense(s) {', '.join(unknown)} not available yet; this station has: "
-            f"{', '.join(KNOWN_SENSES)}"
-        )
+    names = parse_sense_names(args.senses) if args.senses else list(KNOWN_SENSES)
     config = demo_config(_config(args), Path(tempfile.mkdtemp(prefix="senses-demo-")))
     speed = args.speed or DEMO_SPEED
     clock = ScaledClock(speed)
     console = Console(stderr=args.json)
     recording = config.emulation.recording
-    setup = build_demo_nose(config, clock)
     store = EventStore(config.store_path)
     out = JsonLinesSink(sys.stdout)
-    dashboard = None if args.json else StationDashboard()
+    dashboard = None if args.json else StationDashboard(title="Senses · nose")
     # The store comes first: the link sends an event only once it is committed.
     sinks: list[Sink] = [StoreSink(store), out if dashboard is None else dashboard]
     station = Station(clock, sinks)
+    built = build_station_senses(
+        config,
+        names,
+        emulated=True,
+        nose=lambda: build_demo_nose(config, clock),
+        realtime_clock=SystemClock(),
+    )
 
     def phone_received(message: Message) -> None:
         if dashboard is None:
@@ -147,22 +152,39 @@ def cmd_demo(args: argparse.Namespace) -> int:
             dashboard.on_phone(message.seq, message.payload)
 
     link = VirtualPhoneLink(
-        LinkCore(store, station_name=config.station.name, clock=SystemClock()),
+        LinkCore(
+            store,
+            station_name=config.station.name,
+            clock=SystemClock(),
+            handlers=built.control_handlers(station.summary),
+        ),
         store,
         SystemClock(),
         on_message=phone_received,
     )
     station.add_sense("link", link.run)
+    console.print(f"[bold]Senses demo[/] on emulated hardware ({', '.join(names)}):")
+    if built.nose is not None:
+        console.print(
+            f"  nose: replays {recording.name} (beef, 36 h) at {speed:g}× through the real "
+            f"ADS1115/SHT31 drivers; heaters warm up for {DEMO_WARMUP_S / 60:.0f} min, then "
+            f"{BASELINE_MINUTES} min of calibration"
+        )
+    if built.eye is not None:
+        concepts = ", ".join(built.eye.service.concept_names()) or "none"
+        console.print(
+            "  eye: an emulated camera pans over licence-clean photos (hardware/sim/images); "
+            f"concepts: {concepts}"
+        )
+    if built.ear is not None:
+        console.print(f"  ear: {built.ear.description}")
     console.print(
-        f"[bold]Senses demo[/]: emulated nose replaying {recording.name} (beef, 36 h) at "
-        f"{speed:g}× through the real ADS1115/SHT31 drivers; heaters warm up for "
-        f"{DEMO_WARMUP_S / 60:.0f} min, then {BASELINE_MINUTES} min of calibration. "
-        "A simulated phone receives everything over a virtual BLE link. Ctrl-C stops."
+        "  link: a simulated phone receives everything over a virtual BLE link. Ctrl-C stops."
     )
-    scene = setup.emulation.scene if setup.emulation else None
+    scene = built.nose.emulation.scene if built.nose and built.nose.emulation else None
     _run_live(
         station,
-        [setup.as_sense()],
+        built.senses,
         seconds=args.seconds,
         dashboard=dashboard,
         console=console,
@@ -174,38 +196,45 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    config = _config(args)
-    emulated = config.hardware.use_emulation()
-    clock: Clock = ScaledClock(config.emulation.speed) if emulated else SystemClock()
-    console = Console(stderr=True)
-    if emulated:
-        console.print(
-            f"no I2C bus at {config.hardware.i2c_device_path()}: running on emulated hardware "
-            f"(hardware.mode = {config.hardware.mode!r})"
-        )
-    setup = build_nose(
-        config,
-        clock,
-        emulated=emulated,
-        scene_hold_s=config.nose.warmup_s + config.nose.calibration_s,
-        preheated_s=0.0,
+    configure_logging(verbose=args.verbose, log_format=args.log_format)
+    daemon = Daemon(
+        Path(args.config) if args.config else None,
+        console=Console(stderr=True),
+        print_events=not args.quiet,
     )
-    store = EventStore(config.store_path)
-    # The store comes first: the link sends an event only once it is committed.
-    station = Station(clock, [StoreSink(store), JsonLinesSink(sys.stdout)])
-    if config.link.enabled:
-        from device.link.bluez import BluezLink
+    return daemon.run(seconds=args.seconds)
 
-        # The link runs on the real clock even when the nose is emulated at speed: its rate
-        # limits and retries are about phones and BlueZ, which live in real time.
-        link_clock = SystemClock()
-        core = LinkCore(store, station_name=config.station.name, clock=link_clock)
-        station.add_sense(
-            "link", BluezLink(core, store, link_clock, adapter=config.link.adapter).run
-        )
-    _run_live(station, [setup.as_sense()], seconds=args.seconds, dashboard=None, console=console)
-    store.close()
-    return 0
+
+def cmd_status(args: argparse.Namespace) -> int:
+    config = _config(args)
+    record = read_status(config.station.data_dir / STATUS_FILE)
+    stale = is_stale(record)
+    if args.json:
+        print(json.dumps({**record, "stale": stale}))
+    else:
+        console = Console()
+        written = time.strftime("%H:%M:%S", time.localtime(record["written_at"]))
+        table = Table(title=f"Senses station {record.get('station', '')} (written {written})")
+        for column in ("sense", "state", "events/min", "drops", "restarts", "last error"):
+            table.add_column(column)
+        for sense in record["senses"]:
+            state = "running" if sense.get("running") else "stopped"
+            table.add_row(
+                str(sense.get("name")),
+                Text(state, style="green" if sense.get("running") else "red"),
+                f"{sense.get('events_per_min', 0):.1f}",
+                str(sense.get("drops", 0)),
+                str(sense.get("restarts", 0)),
+                str(sense.get("last_error") or ""),
+            )
+        console.print(table)
+        if stale:
+            console.print(
+                "[red]stale[/]: the daemon has not written its status for a while; is "
+                "`senses run` (systemctl status senses) running?"
+            )
+    failing = any(not s.get("running") or s.get("last_error") for s in record["senses"])
+    return 1 if stale or failing else 0
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -406,7 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="the station on emulated hardware, live")
     demo.add_argument("--seconds", type=float, help="stop after this many seconds")
     demo.add_argument("--json", action="store_true", help="one JSON object a line")
-    demo.add_argument("--senses", default="nose", help="comma-separated: nose")
+    demo.add_argument("--senses", help=f"comma-separated, default all: {','.join(KNOWN_SENSES)}")
     demo.add_argument("--speed", type=float, help=f"time acceleration (default {DEMO_SPEED:g})")
     demo.add_argument("--config", help="TOML config file")
     demo.set_defaults(handler=cmd_demo)
@@ -414,7 +443,20 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="the daemon (real hardware when /dev/i2c-N exists)")
     run.add_argument("--config", help="TOML config file")
     run.add_argument("--seconds", type=float, help="stop after this many seconds")
+    run.add_argument("--quiet", action="store_true", help="do not print events on stdout")
+    run.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        help="default: text on a terminal, JSON lines under systemd",
+    )
     run.set_defaults(handler=cmd_run)
+
+    status = commands.add_parser(
+        "status", help="how the running daemon's senses are doing (exit 1 if one fails)"
+    )
+    status.add_argument("--config", help="the TOML config the daemon runs with")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(handler=cmd_status)
 
     nose = commands.add_parser("nose", help="the gas sensors").add_subparsers(
         dest="nose_command", required=True

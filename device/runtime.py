@@ -53,6 +53,7 @@ class SenseSetup:
     events: list[Event] = field(default_factory=list)
     finish: Callable[[], list[Event]] | None = None
     finished: Callable[[], bool] | None = None
+    counters: Callable[[], Mapping[str, int]] | None = None
 
 
 @dataclass
