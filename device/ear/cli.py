@@ -1,12 +1,246 @@
-"""``senses ear ...``: the ear's own commands."""
+"""``senses ear ...``: listen live, or scan recordings for bird calls.
+
+senses ear listen [--file F | --device D | --emulated] [--seconds N] [--json] [--config FILE]
+senses ear scan FILE... [--out CSV] [--threshold X] [--json] [--config FILE]
+
+``listen`` prints each detection when its clip is written (a couple of seconds after the
+call ends: the post-roll). ``scan`` reads whole files as fast as the CPU allows and writes a
+CSV with BirdNET-Analyzer's columns (start, end, species, confidence, plus mean confidence
+and file), and says how many times faster than real time it ran.
+"""
 
 from __future__ import annotations
 
 import argparse
+import csv
+import json
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import numpy as np
+from rich.console import Console
+
+from device.clock import SystemClock
+from device.config import Config, load_config
+from device.ear.detections import MergedDetection, Thresholds, merge_windows
+from device.ear.detector import Detector
+from device.ear.frontend import Patch, patches_from_waveform
+from device.ear.settings import EarConfig
+from device.ear.sources import read_audio_file
+from device.errors import AudioInputError
+from device.events import BirdDetection, Event, Health
+
+CSV_COLUMNS = ("file", "start", "end", "species", "confidence", "confidence_mean")
+#: Patches per backbone call when scanning (bounded memory for long files).
+SCAN_BATCH = 64
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(Path(args.config) if args.config else None)
+
+
+def _ear_with(config: Config, **changes: Any) -> Config:
+    values = config.ear.model_dump()
+    values.update({k: v for k, v in changes.items() if v is not None})
+    return config.model_copy(update={"ear": EarConfig.model_validate(values)})
+
+
+# --- scan -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    path: Path
+    duration_s: float
+    detections: list[MergedDetection]
+
+
+def scan_waveform(
+    waveform: np.ndarray[Any, np.dtype[np.float32]],
+    sample_rate: int,
+    detector: Detector,
+    ear: EarConfig,
+) -> list[MergedDetection]:
+    """Every detection in one recording: front end, backbone (+ head), thresholds, merging."""
+    patches, starts = patches_from_waveform(
+        waveform, sample_rate, detector.frontend_config(ear.hop_frames)
+    )
+    duration_s = detector.backbone.frontend_config.patch_duration_s
+    windows = []
+    for first in range(0, len(patches), SCAN_BATCH):
+        batch = [
+            Patch(patches[i], float(starts[i]), float(starts[i]) + duration_s)
+            for i in range(first, min(first + SCAN_BATCH, len(patches)))
+        ]
+        windows += detector.analyse(batch)
+    heard_s = len(waveform) / sample_rate
+    detections = merge_windows(
+        windows,
+        Thresholds.build(ear.threshold, ear.species_thresholds, ear.allow_list),
+        merge_gap_s=ear.merge_gap_s,
+        min_windows=ear.min_windows,
+        max_detection_s=ear.max_detection_s,
+        catch_all=detector.catch_all_labels,
+    )
+    return [
+        MergedDetection(
+            d.species,
+            d.start_s,
+            min(d.end_s, heard_s),
+            d.confidence_max,
+            d.confidence_mean,
+            d.windows,
+        )
+        for d in detections
+    ]
+
+
+def scan_file(path: Path, detector: Detector, ear: EarConfig) -> ScanResult:
+    waveform, rate = read_audio_file(path)
+    return ScanResult(path, len(waveform) / rate, scan_waveform(waveform, rate, detector, ear))
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    config = _ear_with(_config(args), threshold=args.threshold)
+    console = Console(stderr=args.json)
+    detector, head_problem = Detector.load(
+        config.inference.models_dir, config.ear.backbone, config.ear.head, num_threads=1
+    )
+    if head_problem:
+        console.print(f"[yellow]note:[/] {head_problem}")
+    rows: list[dict[str, Any]] = []
+    failures = 0
+    audio_s = 0.0
+    started = time.perf_counter()
+    for name in args.files:
+        path = Path(name)
+        try:
+            result = scan_file(path, detector, config.ear)
+        except AudioInputError as e:
+            console.print(f"[red]skipped:[/] {e}")
+            failures += 1
+            continue
+        audio_s += result.duration_s
+        for d in result.detections:
+            row = {
+                "file": str(path),
+                "start": round(d.start_s, 2),
+                "end": round(d.end_s, 2),
+                "species": d.species,
+                "confidence": round(d.confidence_max, 4),
+                "confidence_mean": round(d.confidence_mean, 4),
+            }
+            rows.append(row)
+            if args.json:
+                print(json.dumps(row), flush=True)
+            else:
+                console.print(
+                    f"{path.name}  {d.start_s:7.2f}-{d.end_s:7.2f} s  {d.species:<28} "
+                    f"{d.confidence_max:.2f} (mean {d.confidence_mean:.2f})"
+                )
+    elapsed_s = time.perf_counter() - started
+    if args.out:
+        with Path(args.out).open("w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+    speed = audio_s / elapsed_s if elapsed_s > 0 else float("inf")
+    console.print(
+        f"{len(rows)} detection(s) in {audio_s:.1f} s of audio from "
+        f"{len(args.files) - failures} file(s); {elapsed_s:.2f} s: {speed:.0f}x real time"
+        + (f"; wrote {args.out}" if args.out else "")
+    )
+    return 1 if failures else 0
+
+
+# --- listen ---------------------------------------------------------------------------------
+
+
+def _describe(event: Event) -> str:
+    when = time.strftime("%H:%M:%S", time.localtime(event.ts))
+    if isinstance(event, BirdDetection):
+        return (
+            f"{when}  [bold]{event.species}[/]  {event.end - event.start:.1f} s, "
+            f"confidence {event.confidence_max:.2f} (mean {event.confidence_mean:.2f})  "
+            f"{event.clip or '(no clip)'}"
+        )
+    if isinstance(event, Health):
+        return f"{when}  [yellow]{event.component} {event.status.value}:[/] {event.message}"
+    return f"{when}  {event}"
+
+
+def cmd_listen(args: argparse.Namespace) -> int:
+    from device.ear.service import build_ear
+
+    config = _config(args)
+    if args.file:
+        config = _ear_with(config, source="file", path=Path(args.file))
+    elif args.device is not None:
+        device: int | str = int(args.device) if args.device.isdigit() else args.device
+        config = _ear_with(config, source="microphone", device=device)
+    config = _ear_with(config, threshold=args.threshold)
+    clock = SystemClock()
+    setup = build_ear(config, clock, emulated=args.emulated, realtime_files=not args.fast)
+    console = Console()
+    lock = threading.Lock()
+
+    def show(event: Event) -> None:
+        with lock:
+            if args.json:
+                print(json.dumps(event.to_dict()), flush=True)
+            else:
+                console.print(_describe(event))
+
+    for event in setup.events:
+        show(event)
+    stop = threading.Event()
+    thread = threading.Thread(target=setup.service.run, args=(show, stop), daemon=True)
+    thread.start()
+    deadline = None if args.seconds is None else time.monotonic() + args.seconds
+    try:
+        while thread.is_alive() and (deadline is None or time.monotonic() < deadline):
+            thread.join(0.2)
+    except KeyboardInterrupt:
+        pass
+    stop.set()
+    thread.join(10.0)
+    for event in setup.service.finish():
+        show(event)
+    counters = setup.service.counters()
+    if not args.json:
+        console.print(
+            f"heard {counters['seconds_heard']} s, {counters['windows']} windows, "
+            f"{counters['detections']} detection(s), {counters['drops']} block(s) dropped"
+        )
+    return 0
 
 
 def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
     """Add ``senses ear ...`` to the ``senses`` parser."""
-    parser = commands.add_parser("ear", help="the ear")
-    parser.add_subparsers(dest="ear_command", required=True)
+    parser = commands.add_parser("ear", help="the microphone: bird calls")
+    sub = parser.add_subparsers(dest="ear_command", required=True)
+
+    listen = sub.add_parser("listen", help="print detections live")
+    where = listen.add_mutually_exclusive_group()
+    where.add_argument("--file", help="WAV/FLAC file to play as if live (real time)")
+    where.add_argument("--device", help="PortAudio input: index or part of its name")
+    where.add_argument(
+        "--emulated", action="store_true", help="the emulated microphone (demo soundscape)"
+    )
+    listen.add_argument("--seconds", type=float, help="stop after this many seconds")
+    listen.add_argument("--fast", action="store_true", help="--file as fast as possible")
+    listen.add_argument("--threshold", type=float, help="least confidence reported")
+    listen.add_argument("--json", action="store_true", help="one JSON object a line")
+    listen.add_argument("--config", help="TOML config file")
+    listen.set_defaults(handler=cmd_listen)
+
+    scan = sub.add_parser("scan", help="scan recordings (faster than real time) into a CSV")
+    scan.add_argument("files", nargs="+", help="WAV or FLAC files")
+    scan.add_argument("--out", help="CSV to write (file,start,end,species,confidence,...)")
+    scan.add_argument("--threshold", type=float, help="least confidence reported")
+    scan.add_argument("--json", action="store_true", help="one JSON object a line")
+    scan.add_argument("--config", help="TOML config file")
+    scan.set_defaults(handler=cmd_scan)

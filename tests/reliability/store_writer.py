@@ -40,7 +40,12 @@ def main(path: str) -> None:
                     ts=1.0,
                     label=FoodVerdict.FRESH,
                     confidence=0.9,
-                    probabilities={"excellent": 0.6, "good": 0.3, "acceptable": 0.05, "spoiled": 0.05},
+                    probabilities={
+                        "excellent": 0.6,
+                        "good": 0.3,
+                        "acceptable": 0.05,
+                        "spoiled": 0.05,
+                    },
                     freshness=0.9,
                     trend=Trend.STEADY,
                     freshness_per_hour=None,
@@ -59,9 +64,7 @@ def main(path: str) -> None:
 
     def health() -> None:
         while True:
-            store.append(
-                Health(ts=3.0, component="ear", status=HealthStatus.OK, message="x" * 200)
-            )
+            store.append(Health(ts=3.0, component="ear", status=HealthStatus.OK, message="x" * 200))
 
     for target in (food, eye, health):
         threading.Thread(target=target, daemon=True).start()

@@ -36,7 +36,9 @@ def _kill_mid_write(db: Path, rng: random.Random) -> set[int]:
         env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
     )
     assert writer.stdout is not None
-    assert writer.stdout.readline().strip() == "ready", writer.stderr.read() if writer.stderr else ""
+    assert writer.stdout.readline().strip() == "ready", (
+        writer.stderr.read() if writer.stderr else ""
+    )
     sent: set[int] = set()
 
     def read() -> None:
@@ -68,5 +70,7 @@ def test_killing_the_writer_50_times_never_loses_a_sent_event(tmp_path: Path) ->
             seqs = [row.seq for row in store.since(0, limit=10_000_000)]
         assert seqs == list(range(1, len(seqs) + 1)), f"kill {kill}: the seqs have a gap"
         missing = all_sent - set(seqs)
-        assert not missing, f"kill {kill}: {len(missing)} sent events are gone: {sorted(missing)[:5]}"
+        assert not missing, (
+            f"kill {kill}: {len(missing)} sent events are gone: {sorted(missing)[:5]}"
+        )
     print(f"\n{KILLS} kills, {len(all_sent)} sent events, all present after every kill")
