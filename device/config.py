@@ -177,6 +177,9 @@ class EmulationConfig(_Section):
 class InferenceConfig(_Section):
     num_threads: int = Field(1, ge=1, le=4)
     models_dir: Path = DEFAULT_MODELS_DIR
+    deadline_s: float = Field(
+        10.0, gt=0, description="longest one model call may take before the sense restarts it"
+    )
 
 
 class LinkConfig(_Section):

@@ -48,6 +48,10 @@ class InferenceError(ModelError, RuntimeError):
     """The interpreter failed on an input."""
 
 
+class InferenceTimeoutError(InferenceError, TimeoutError):
+    """An invoke overran its deadline; the model reopened its interpreter for the next call."""
+
+
 class HardwareError(SensesError, OSError):
     """A sensor or bus misbehaved."""
 

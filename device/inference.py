@@ -34,8 +34,10 @@ import importlib.metadata
 import logging
 import math
 import os
+import queue
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, Protocol
@@ -47,6 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from device.errors import (
     ConfigError,
     InferenceError,
+    InferenceTimeoutError,
     InterpreterMissingError,
     ModelCardError,
     ModelChecksumError,
@@ -468,6 +471,51 @@ def dequantize(q: npt.ArrayLike, scale: float, zero_point: int) -> npt.NDArray[n
     return real.astype(np.float32)
 
 
+#: The longest one ``run`` may take before the caller gets :class:`InferenceTimeoutError`.
+#: Generous: MobileNet's 14 crops one by one on a Pi 3 take about 2 s.
+DEFAULT_DEADLINE_S: Final = 10.0
+
+
+class _DeadlineRunner:
+    """Runs calls on its own daemon thread and waits for each at most a deadline.
+
+    An ``invoke`` cannot be interrupted, so a stuck one is abandoned with its thread (a daemon
+    thread: it never blocks interpreter exit) and the caller gets an error in time, instead
+    of a sense that silently stops. The thread is named after the sense that first used it
+    (``sense-eye/invoke``), so per-sense CPU accounting still adds up.
+    """
+
+    def __init__(self) -> None:
+        self._requests: queue.SimpleQueue[
+            tuple[Callable[[], Any], threading.Event, dict[str, Any]]
+        ] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def call(self, fn: Callable[[], Any], deadline_s: float) -> Any:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._serve, name=f"{threading.current_thread().name}/invoke", daemon=True
+            )
+            self._thread.start()
+        done = threading.Event()
+        box: dict[str, Any] = {}
+        self._requests.put((fn, done, box))
+        if not done.wait(deadline_s):
+            raise TimeoutError
+        if "error" in box:
+            raise box["error"]
+        return box["result"]
+
+    def _serve(self) -> None:
+        while True:
+            fn, done, box = self._requests.get()
+            try:
+                box["result"] = fn()
+            except BaseException as e:
+                box["error"] = e
+            done.set()
+
+
 class TFLiteModel:
     """A loaded model: its card, its folder, and a guarded interpreter.
 
@@ -483,11 +531,22 @@ class TFLiteModel:
     """
 
     def __init__(
-        self, card: ModelCard, folder: Path, interpreter: TFLiteInterpreter, runtime: str
+        self,
+        card: ModelCard,
+        folder: Path,
+        interpreter: TFLiteInterpreter,
+        runtime: str,
+        *,
+        deadline_s: float | None = DEFAULT_DEADLINE_S,
+        reopen: Callable[[], TFLiteInterpreter] | None = None,
     ) -> None:
         self.card = card
         self.folder = folder
         self.runtime = runtime
+        self.deadline_s = deadline_s
+        self.timeouts = 0
+        self._reopen = reopen
+        self._runner = _DeadlineRunner()
         self._interpreter = interpreter
         self._inputs = interpreter.get_input_details()
         self._outputs = interpreter.get_output_details()
@@ -534,6 +593,41 @@ class TFLiteModel:
         return self._run_encoded(arrays)
 
     def _run_encoded(self, arrays: list[npt.NDArray[Any]]) -> list[npt.NDArray[Any]]:
+        if self.deadline_s is None:
+            return self._run_locked(arrays)
+        started = time.monotonic()
+        try:
+            result: list[npt.NDArray[Any]] = self._runner.call(
+                lambda: self._run_locked(arrays), self.deadline_s
+            )
+        except TimeoutError:
+            self.timeouts += 1
+            self._replace_stuck_interpreter()
+            raise InferenceTimeoutError(
+                f"model {self.card.name!r} took longer than its {self.deadline_s:g} s deadline "
+                f"(after {time.monotonic() - started:.1f} s); its interpreter was "
+                + ("reopened for the next call" if self._reopen else "abandoned")
+                + ". If this repeats, the CPU is overloaded or the model is too big for it: "
+                "lower [eye] crops_per_frame, or raise [inference] deadline_s."
+            ) from None
+        return result
+
+    def _replace_stuck_interpreter(self) -> None:
+        """Give later calls a fresh interpreter, lock and thread: the stuck ones hold theirs."""
+        self._runner = _DeadlineRunner()
+        self._lock = threading.Lock()
+        if self._reopen is None:
+            return
+        try:
+            self._interpreter = self._reopen()
+        except Exception:
+            log.exception("model %s: reopening its interpreter failed", self.card.name)
+            return
+        self._inputs = self._interpreter.get_input_details()
+        self._outputs = self._interpreter.get_output_details()
+        self._input_shapes = [tuple(int(d) for d in t["shape"]) for t in self._inputs]
+
+    def _run_locked(self, arrays: list[npt.NDArray[Any]]) -> list[npt.NDArray[Any]]:
         with self._lock:
             rows = self._fit_shapes(arrays)
             if rows is None:
@@ -637,7 +731,18 @@ class TFLiteModel:
         return dequantize(q, quantization[0], quantization[1])
 
 
-def load_model(folder: Path, *, num_threads: int = 1) -> TFLiteModel:
+_deadline_s: float | None = DEFAULT_DEADLINE_S
+
+
+def set_default_deadline(deadline_s: float | None) -> None:
+    """The deadline models loaded from now on get (the station sets ``[inference]``'s)."""
+    global _deadline_s  # noqa: PLW0603 - one setting for every sense's loader
+    _deadline_s = deadline_s
+
+
+def load_model(
+    folder: Path, *, num_threads: int = 1, deadline_s: float | Literal["default"] | None = "default"
+) -> TFLiteModel:
     """Load ``folder`` (``card.json`` + model file), refusing anything that does not match.
 
     Raises :class:`ModelNotFoundError`, :class:`ModelCardError`, :class:`ModelChecksumError`,
@@ -667,4 +772,11 @@ def load_model(folder: Path, *, num_threads: int = 1) -> TFLiteModel:
     log.info(
         "loaded model %s from %s with %s, %d thread(s)", card.name, folder, runtime, num_threads
     )
-    return TFLiteModel(card, folder, interpreter, runtime)
+    return TFLiteModel(
+        card,
+        folder,
+        interpreter,
+        runtime,
+        deadline_s=_deadline_s if deadline_s == "default" else deadline_s,
+        reopen=lambda: _open_interpreter(model_path, num_threads)[0],
+    )

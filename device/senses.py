@@ -18,6 +18,7 @@ from device.clock import Clock
 from device.config import Config
 from device.errors import SensesError
 from device.events import Event, Health, HealthStatus
+from device.inference import set_default_deadline
 from device.link.core import ControlHandlers
 from device.link.protocol import ResultCode
 from device.runtime import KNOWN_SENSES, NoseSetup, SenseSetup
@@ -109,6 +110,7 @@ def build_station_senses(
     """Build the senses in ``names``. ``nose`` builds the nose (its options differ between the
     demo and the daemon); the eye and the ear run on ``realtime_clock``: a camera's frames and
     a microphone's samples arrive in real time even when the emulated nose is accelerated."""
+    set_default_deadline(config.inference.deadline_s)
     built = StationSenses()
     for name in names:
         try:

@@ -29,6 +29,7 @@ from device import inference
 from device.errors import (
     ConfigError,
     InferenceError,
+    InferenceTimeoutError,
     InterpreterMissingError,
     ModelCardError,
     ModelChecksumError,
@@ -617,3 +618,33 @@ def test_tflite_model_refuses_to_run_when_input_count_is_wrong() -> None:
         model.run_many([np.zeros(2), np.zeros(2)])
     with pytest.raises(InferenceError, match="takes numbers"):
         model.run(np.array([["a", "b"]]))
+
+
+class _StallingInterpreter:
+    """A real interpreter whose next ``invoke`` hangs until released (a stuck delegate)."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.release = threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def invoke(self) -> None:
+        self.release.wait()
+        self.real.invoke()
+
+
+def test_a_stuck_invoke_fails_by_its_deadline_and_the_next_call_runs_on_a_fresh_interpreter(
+    built_models: Path, tmp_path: Path
+) -> None:
+    folder = make_model_folder(built_models, "int8", tmp_path / "m")[0]
+    reference = load_model(folder, deadline_s=None).run(X_ROWS)
+    model = load_model(folder, deadline_s=0.5)
+    stalling = _StallingInterpreter(model._interpreter)
+    model._interpreter = stalling
+    with pytest.raises(InferenceTimeoutError, match=r"longer than its 0.5 s deadline.*reopened"):
+        model.run(X_ROWS)
+    assert model.timeouts == 1
+    np.testing.assert_array_equal(model.run(X_ROWS), reference)
+    stalling.release.set()  # let the abandoned thread finish
