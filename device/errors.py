@@ -146,3 +146,8 @@ class SystemdEnvironmentError(SensesError, ValueError):
 
 class StatusUnavailableError(SensesError):
     """No status to show: the daemon is not running, or never wrote one here."""
+
+
+class BenchError(SensesError, RuntimeError):
+    """A benchmark cannot measure what it promises: the daemon under test exited early or never
+    reported READY. The message says what happened and shows the daemon's last log lines."""

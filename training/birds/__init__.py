@@ -1,1 +1,1 @@
-"""Training the ear's bird-species head on YAMNet embeddings."""
+"""The ear's species head, trained offline on YAMNet embeddings (``senses-train birds``)."""
