@@ -411,9 +411,11 @@ def _unavailable_bus(address: str, error: BaseException) -> BluetoothUnavailable
             f"the D-Bus system bus at {address} refused this process ({error}); "
             "run the station as root or as a user in the group 'bluetooth'",
         )
+    # asyncio's TimeoutError has no message: say what it means.
+    detail = str(error) or f"no answer, {type(error).__name__}"
     return BluetoothUnavailableError(
         BluetoothUnavailableReason.NO_SYSTEM_BUS,
-        f"cannot connect to the D-Bus system bus at {address} ({error}): is D-Bus running? "
+        f"cannot connect to the D-Bus system bus at {address} ({detail}): is D-Bus running? "
         "'sudo systemctl start dbus' (Debian package dbus), or set DBUS_SYSTEM_BUS_ADDRESS",
     )
 
