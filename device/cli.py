@@ -36,7 +36,6 @@ from device.events import Event, FoodReading, NoseReading
 from device.eye.cli import add_commands as add_eye_commands
 from device.link.core import LinkCore
 from device.link.protocol import Message
-from device.link.service import VirtualPhoneLink
 from device.logs import configure_logging
 from device.nose.classifier import VERDICT_OF_CLASS
 from device.nose.features import BASELINE_MINUTES
@@ -150,6 +149,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         else:
             dashboard.phone_mtu = link.negotiated_mtu
             dashboard.on_phone(message.seq, message.payload)
+
+    # Bumble (the virtual BLE link) takes a second or two to import; only the demo needs it.
+    from device.link.service import VirtualPhoneLink
 
     link = VirtualPhoneLink(
         LinkCore(
@@ -419,6 +421,12 @@ def _replay_summary(console: Console, results: list[tuple[int, str | None, FoodR
     console.print(f"summary: {json.dumps(summary)}")
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from device.doctor import run_doctor
+
+    return run_doctor(_config(args), json_output=args.json)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     # Imported on use: the benchmarks are not part of the daemon.
     import importlib
@@ -509,6 +517,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench_ear.add_argument("--json", action="store_true")
     bench_ear.set_defaults(handler=cmd_bench)
+    bench_station = bench.add_parser(
+        "station",
+        help="all senses together: CPU share per sense, resident memory, startup to READY",
+    )
+    bench_station.add_argument("--json", action="store_true")
+    bench_station.set_defaults(handler=cmd_bench)
+
+    doctor = commands.add_parser(
+        "doctor",
+        help="check I2C chips, camera, microphone, BlueZ, models and disk; say what to fix",
+    )
+    doctor.add_argument("--config", help="the TOML config the station runs with")
+    doctor.add_argument("--json", action="store_true", help="one JSON object (for scripts)")
+    doctor.set_defaults(handler=cmd_doctor)
     add_eye_commands(commands)
     add_ear_commands(commands)
     return parser

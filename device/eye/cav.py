@@ -36,9 +36,6 @@ from typing import Any, Final, Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
-from sklearn.linear_model import LogisticRegression, SGDClassifier
-from sklearn.metrics import roc_auc_score
 
 from device.errors import MoodBoardError
 from device.eye.backbone import Backbone, l2_normalise
@@ -102,6 +99,10 @@ class LinearFit:
 
 def fit_direction(rows: Rows, method: Method, seed: int) -> LinearFit:
     """Fit one recipe on ``rows``; the direction points towards the concept."""
+    # scikit-learn and SciPy are imported where training needs them: they take seconds to
+    # import, and every `senses` command (the daemon too) imports this module's CLI.
+    from sklearn.linear_model import LogisticRegression, SGDClassifier
+
     if method == "mbs_sgd":
         sgd = SGDClassifier(alpha=0.01, max_iter=1000, tol=1e-3, random_state=seed)
         # MBS labels positives 0, so its coefficients point away from the concept.
@@ -166,6 +167,8 @@ class CrossValidation:
 
 
 def cross_validate(rows: Rows, method: Method, seed: int) -> CrossValidation:
+    from sklearn.metrics import roc_auc_score
+
     """Out-of-fold balanced accuracy and cosine AUC, k-fold by picture."""
     n_pictures = len(np.unique(rows.group[rows.y == 1]))
     k = min(MAX_FOLDS, n_pictures)
@@ -189,6 +192,8 @@ def cross_validate(rows: Rows, method: Method, seed: int) -> CrossValidation:
 
 
 def fit_calibration(scores: FloatArray, labels: IntArray) -> Calibration:
+    from sklearn.linear_model import LogisticRegression
+
     """A logistic curve from raw cosine to P(concept), balanced between the two classes."""
     mean, std = float(scores.mean()), float(scores.std()) or 1.0
     logistic = LogisticRegression(C=1.0, class_weight="balanced")
@@ -332,6 +337,8 @@ def welch_p_value(concept: list[float], null: list[float]) -> float:
     dof = var**2 / (
         (a.var(ddof=1) / a.size) ** 2 / (a.size - 1) + (b.var(ddof=1) / b.size) ** 2 / (b.size - 1)
     )
+    from scipy import stats
+
     return float(stats.t.sf(t, dof))
 
 
