@@ -32,6 +32,7 @@ from device.runtime import Station, build_nose
 from device.senses import StationSenses, build_station_senses, enabled_senses
 from device.sinks import JsonLinesSink, Sink, StoreSink
 from device.status import STATUS_FILE, StatusWriter
+from device.threads import name_os_threads
 from device.store import EventStore
 
 log = logging.getLogger(__name__)
@@ -194,6 +195,7 @@ class Daemon:
         return "; ".join(parts)
 
     def run(self, seconds: float | None = None) -> int:
+        name_os_threads()
         signal.signal(signal.SIGTERM, lambda signum, frame: self._stop.set())
         signal.signal(signal.SIGHUP, lambda signum, frame: self._reload.set())
         if self.emulated:
