@@ -32,8 +32,8 @@ from device.runtime import Station, build_nose
 from device.senses import StationSenses, build_station_senses, enabled_senses
 from device.sinks import JsonLinesSink, Sink, StoreSink
 from device.status import STATUS_FILE, StatusWriter
-from device.threads import name_os_threads
 from device.store import EventStore
+from device.threads import name_os_threads
 
 log = logging.getLogger(__name__)
 
