@@ -104,7 +104,8 @@ class FoodReading(Event):
     ``probabilities`` are the model's classes (excellent, good, acceptable, spoiled);
     ``freshness`` is 1 for just-bought food and 0 for spoiled; ``trend`` compares the
     freshness of the last readings. ``warming_up`` marks verdicts made while a sensor was
-    still heating: shown, but not to be trusted.
+    still heating: shown, but not to be trusted. ``tvc_log_cfu`` is the model's estimate of
+    the total viable count (log10 CFU/g; ``None`` from models without that output).
     """
 
     type: ClassVar[str] = "food"
@@ -115,6 +116,7 @@ class FoodReading(Event):
     trend: Trend
     freshness_per_hour: float | None
     warming_up: bool
+    tvc_log_cfu: float | None = None
 
 
 @dataclass(frozen=True)

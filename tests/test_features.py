@@ -20,6 +20,8 @@ from device.nose.mq import climate_correction_factor
 
 SPEC = FeatureSpec()  # nine sensors, 10 min smoothing, 10 and 30 min slopes
 N_SENSORS = len(SPEC.sensors)
+#: The shipped model's kind of features: capped responses and their cross-sensor shape.
+ROBUST = FeatureSpec(slope_minutes=(), cap_rising=True, cross_sensor=True)
 
 
 def _run(minutes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -137,11 +139,12 @@ def test_no_feature_depends_on_time_since_start() -> None:
 
     early, late = recording(20), recording(500)
     baseline = Baseline(air, 30.0, 60.0)  # the clean-air calibration before the food went in
-    f_early = compute_features(*early, baseline, SPEC)
-    f_late = compute_features(*late, baseline, SPEC)
-    # Align on the food: the last 200 minutes are identical, so are their feature rows.
-    rows = 200 - SPEC.window_minutes + 1
-    np.testing.assert_array_equal(f_early[-rows:], f_late[-rows:])
+    for spec in (SPEC, ROBUST):
+        f_early = compute_features(*early, baseline, spec)
+        f_late = compute_features(*late, baseline, spec)
+        # Align on the food: the last 200 minutes are identical, so are their feature rows.
+        rows = 200 - spec.window_minutes + 1
+        np.testing.assert_array_equal(f_early[-rows:], f_late[-rows:])
 
 
 def test_spec_round_trips_through_json() -> None:
@@ -217,3 +220,36 @@ def test_baseline_without_any_valid_minute_for_a_sensor_is_refused() -> None:
         Baseline.from_clean_air(rs, [20, 20], [40, 40])
     with pytest.raises(CalibrationError, match="> 0"):
         Baseline(np.array([10.0, 0.0]), 20.0, 40.0)
+
+
+def test_one_sensor_rising_against_physics_does_not_move_the_others_features() -> None:
+    # Every sensor falls as the food spoils; in the faulty copy one sensor's Rs rises 15x
+    # instead (the beef set's TS1 MQ5/MQ6). Capped at 0, that sensor reads "no smell" and
+    # the other sensors' responses, and the shape of the smell across them, barely move.
+    rs, temperature, humidity = _run(200)
+    faulty = rs.copy()
+    faulty[:, 5] = rs[0, 5] * np.linspace(1.0, 15.0, 200)
+    baseline = _baseline(rs, temperature, humidity)
+    good = compute_features(rs, temperature, humidity, baseline, ROBUST)
+    bad = compute_features(faulty, temperature, humidity, baseline, ROBUST)
+    response, shape = slice(0, N_SENSORS), slice(N_SENSORS, 2 * N_SENSORS)
+    assert np.all(bad[:, response] <= 0) and np.all(bad[-50:, 5] == 0)
+    others = [i for i in range(N_SENSORS) if i != 5]
+    np.testing.assert_array_equal(bad[:, response][:, others], good[:, response][:, others])
+    # The median of nine moves by at most one rank: the shape changes little.
+    assert np.max(np.abs(bad[:, shape][:, others] - good[:, shape][:, others])) < 0.1
+    uncapped = FeatureSpec(slope_minutes=(), cross_sensor=True)
+    assert compute_features(faulty, temperature, humidity, baseline, uncapped)[-1, 5] > 2.0
+
+
+def test_cross_sensor_shape_ignores_a_change_that_moves_every_sensor_alike() -> None:
+    rs, temperature, humidity = _run(100)
+    baseline = _baseline(rs, temperature, humidity)
+    drifted = rs * 0.7  # a supply or climate change the compensation does not know
+    shape_only = FeatureSpec(slope_minutes=(), cross_sensor=True)
+    a = compute_features(rs, temperature, humidity, baseline, shape_only)
+    b = compute_features(drifted, temperature, humidity, baseline, shape_only)
+    shape = slice(N_SENSORS, 2 * N_SENSORS)
+    np.testing.assert_allclose(a[:, shape], b[:, shape], atol=1e-12)
+    assert ROBUST.window_minutes == 10
+    assert ROBUST.names()[N_SENSORS] == "cross_sensor_MQ135"

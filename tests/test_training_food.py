@@ -121,34 +121,110 @@ def test_the_shared_beef_runs_load_and_ts4_is_not_among_them() -> None:
     assert runs[0].temperature_c.min() > 29 and runs[0].temperature_c.max() < 41
 
 
+def test_smelu_is_zero_then_quadratic_then_identity_and_smooth() -> None:
+    from training.food.model import smelu
+
+    x = np.array([-3.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.5], dtype=np.float32)
+    y = np.asarray(smelu(x, beta=1.0))
+    np.testing.assert_allclose(y, [0, 0, 0.0625, 0.25, 0.5625, 1.0, 2.5], atol=1e-6)
+    # Its slope is continuous at ±beta (ReLU's jumps from 0 to 1 at 0).
+    eps = 1e-3
+    for at in (-1.0, 1.0):
+        grid = np.array([at - eps, at, at + eps], dtype=np.float32)
+        left, mid, right = np.asarray(smelu(grid, beta=1.0))
+        assert abs((mid - left) - (right - mid)) < 1e-4
+
+
+def test_a_late_start_sees_the_same_features_as_the_full_run_at_the_same_minutes() -> None:
+    from training.food.config import SHIPPED_SPEC
+    from training.food.evaluate import run_features
+
+    recording = load_recording(BEEF_DIR / "TS2.csv")
+    full = run_features(recording, SHIPPED_SPEC)
+    late = run_features(recording, SHIPPED_SPEC, start_minute=900)
+    # The first verdict comes one window after the start: nothing before it is used.
+    assert late.minutes[0] == 900 + SHIPPED_SPEC.window_minutes - 1
+    same = np.isin(full.minutes, late.minutes)
+    np.testing.assert_allclose(late.features, full.features[same])
+    np.testing.assert_array_equal(late.labels, full.labels[same])
+
+
+def test_training_refuses_a_recording_without_tvc(tmp_path: Path) -> None:
+    from training.food.config import SHIPPED_SPEC
+    from training.food.evaluate import run_features
+
+    header = [c for c in HEADER if c != "TVC"]
+    recording = load_recording(_write(tmp_path / "no_tvc.csv", _rows(30), header))
+    with pytest.raises(RecordingError, match=r"no_tvc\.csv: no 'TVC' column"):
+        run_features(recording, SHIPPED_SPEC)
+
+
+def test_a_late_start_after_the_end_of_a_run_is_refused() -> None:
+    from training.food.config import SHIPPED_SPEC
+    from training.food.evaluate import run_features
+
+    recording = load_recording(BEEF_DIR / "TS2.csv")
+    with pytest.raises(RecordingError, match="rows from minute 2155, but one feature row needs"):
+        run_features(recording, SHIPPED_SPEC, start_minute=2155)
+
+
+@pytest.mark.slow
+def test_training_is_deterministic_for_a_seed() -> None:
+    from training.food.config import SHIPPED_SPEC, TrainConfig
+    from training.food.evaluate import Standardizer, run_features
+    from training.food.model import fit, predict_float
+
+    run = run_features(load_recording(BEEF_DIR / "TS3.csv"), SHIPPED_SPEC)
+    x = Standardizer.fit(run.features)(run.features)
+    settings = TrainConfig(epochs=2).fit_settings()
+    a = predict_float(fit(x, run.labels, run.tvc_log_cfu, **settings), x)
+    b = predict_float(fit(x, run.labels, run.tvc_log_cfu, **settings), x)
+    np.testing.assert_array_equal(a.probabilities, b.probabilities)
+    np.testing.assert_array_equal(a.tvc_log_cfu, b.tvc_log_cfu)
+    c = predict_float(fit(x, run.labels, run.tvc_log_cfu, **(settings | {"seed": 1})), x)
+    assert not np.array_equal(a.probabilities, c.probabilities)
+
+
 @pytest.mark.slow
 def test_a_short_training_ships_a_loadable_int8_model(tmp_path: Path) -> None:
+    import json
     from dataclasses import replace
 
     from device.inference import load_model
-    from training.food.train import DEFAULT_CONFIG, train_food
+    from training.food.config import DEFAULT_CONFIG
+    from training.food.train import train_food
 
     config = replace(DEFAULT_CONFIG, epochs=2)
-    report = train_food(
-        BEEF_DIR, tmp_path, config=config, folds="first", with_random_split=False, progress=False
-    )
+    report = train_food(BEEF_DIR, tmp_path, config=config, folds="first", progress=False)
     assert [f.run for f in report.folds] == ["TS1"]
     assert 0 < report.parameters <= 5000
-    for name in ("model.tflite", "card.json", "report.md", "LICENSE-data.md"):
+    assert report.model_bytes <= 50 * 1024
+    for name in (
+        "model.tflite",
+        "card.json",
+        "report.md",
+        "report.json",
+        "LICENSE-data.md",
+        "confusion.png",
+        "timeline_TS1.png",
+    ):
         assert (tmp_path / name).is_file(), name
 
     model = load_model(tmp_path)  # checks the sha256 and the tensors against the card
     card = model.card
     assert card.labels == list(LABELS)
-    assert card.inputs[0].dtype == "int8" and card.outputs[0].dtype == "int8"
-    assert set(card.task_config) == {
-        "feature_spec",
-        "feature_mean",
-        "feature_std",
-        "baseline_minutes",
-    }
+    assert [o.name for o in card.outputs] == ["probabilities", "tvc_log_cfu"]
+    assert card.inputs[0].dtype == "int8" and all(o.dtype == "int8" for o in card.outputs)
+    assert card.task_config["fresh_threshold"] == 0.8
     assert "Wijaya" in card.training_data["citation"]
-    assert card.metrics["leave_one_run_out"]["TS1"]["int8"]["accuracy_4class"] >= 0
+    assert "TS4" not in card.training_data["runs"]
+
+    figures = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
+    ts1 = figures["leave_one_run_out"]["TS1"]["int8"]
+    assert 0 <= ts1["accuracy_fresh_binary"] <= 1 and ts1["tvc_mae_log_cfu"] >= 0
+    assert [r["start_minute"] for r in figures["late_start"]] == [600, 900, 1200]
+    assert len(figures["targets"]) == 8
+    assert all(t["met"] == (t["missed_by"] == 0) for t in figures["targets"])
 
     # The station's path: a window of one-minute means -> features -> standardize -> model.
     spec = FeatureSpec.from_dict(card.task_config["feature_spec"])
@@ -161,6 +237,7 @@ def test_a_short_training_ships_a_loadable_int8_model(tmp_path: Path) -> None:
         run.rs_kohm[window], run.temperature_c[window], run.humidity_pct[window], baseline, spec
     )
     x = (x - np.array(card.task_config["feature_mean"])) / np.array(card.task_config["feature_std"])
-    probabilities = model.run(x)
-    assert probabilities.shape == (1, 4)
+    probabilities, tvc = model.run_many([x])
+    assert probabilities.shape == (1, 4) and tvc.shape == (1, 1)
     assert abs(float(probabilities.sum()) - 1.0) < 0.05
+    assert 1.0 < float(tvc[0, 0]) < 7.0

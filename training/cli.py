@@ -27,9 +27,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     food = sub.add_parser(
         "food",
-        help="food-quality classifier (leave-one-run-out evaluation, int8 TFLite export)",
-        description="Evaluate leave-one-run-out on the beef runs, then train on all of them "
-        "and write model.tflite, card.json, report.md and LICENSE-data.md.",
+        help="food-quality model (leave-one-run-out evaluation, int8 TFLite export)",
+        description="Evaluate leave-one-run-out (with late starts, seeds and a feature "
+        "ablation), then train on all runs and write model.tflite, card.json, report.md, "
+        "report.json, plots and LICENSE-data.md.",
     )
     food.add_argument(
         "--data",
@@ -38,25 +39,28 @@ def _parser() -> argparse.ArgumentParser:
         help="folder with TS1/TS2/TS3/TS5.csv (default training/data/beef_wijaya)",
     )
     food.add_argument(
+        "--files",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="train on these labelled recordings instead (`senses nose record` CSVs with "
+        "class and TVC columns; one run each, at least two)",
+    )
+    food.add_argument(
         "--out",
         type=Path,
         default=DEFAULT_FOOD_OUT,
         help=f"model folder (default {DEFAULT_FOOD_OUT})",
     )
-    food.add_argument("--epochs", type=int, default=None, help="training epochs (default 40)")
+    food.add_argument("--epochs", type=int, default=None, help="training epochs (default 20)")
     food.add_argument(
         "--folds",
         choices=("all", "first"),
         default="all",
-        help="hold out every run in turn, or only the first (quick check)",
+        help="hold out every run in turn, or only the first (quick pipeline check: no seeds "
+        "comparison, no ablation)",
     )
     food.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    food.add_argument(
-        "--search",
-        action="store_true",
-        help="run the declared variant search instead (leave-one-run-out only; writes "
-        "search.md into --out, no model)",
-    )
     food.add_argument("--quiet", action="store_true", help="no progress bar")
     add_birds_command(sub)
     return parser
@@ -64,40 +68,34 @@ def _parser() -> argparse.ArgumentParser:
 
 def _food(args: argparse.Namespace) -> int:
     from training.food import train
+    from training.food.config import DEFAULT_CONFIG
+    from training.food.report import targets
 
-    config = replace(train.DEFAULT_CONFIG, seed=args.seed)
+    config = replace(DEFAULT_CONFIG, seed=args.seed)
     if args.epochs is not None:
         if args.epochs < 1:
             raise SystemExit("senses-train food: --epochs must be ≥ 1")
         config = replace(config, epochs=args.epochs)
-    if args.search:
-        results = train.search(
-            args.data, seed=config.seed, epochs=config.epochs, progress=not args.quiet
+    if len(args.files) == 1:
+        raise SystemExit(
+            "senses-train food: --files needs at least two recordings (one is held out)"
         )
-        text = train.search_markdown(results)
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "search.md").write_text(text, encoding="utf-8")
-        print(text)
-        return 0
     report = train.train_food(
         args.data,
         args.out,
         config=config,
         folds=args.folds,
-        with_random_split=args.folds == "all",
+        files=args.files,
         progress=not args.quiet,
     )
     print(train.summary_table(report))
-    if report.random_split is not None:
-        print(
-            f"WARNING (leakage): a random 80/20 split of minutes scores "
-            f"{report.random_split.accuracy_4class:.3f} 4-class / "
-            f"{report.random_split.accuracy_fresh:.3f} fresh-or-not. Neighbouring minutes of "
-            "one run are near-copies: do not quote that number."
-        )
+    print()
+    for t in targets(report):
+        verdict = "met" if t["met"] else f"MISSED by {t['missed_by']:g}"
+        print(f"  {t['target']}: {t['measured']:g} (goal {t['goal']}) {verdict}")
     print(
         f"{report.parameters} parameters, model.tflite {report.model_bytes} bytes, "
-        f"{report.wall_time_s:.0f} s; written to {args.out}/"
+        f"{report.wall_time_s:.0f} s; written to {args.out}/ (report.md, report.json)"
     )
     return 0
 

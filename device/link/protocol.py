@@ -549,6 +549,8 @@ _SCHEMAS: Final[dict[MessageType, _Record]] = {
         _Field(5, "trend", _Name(TRENDS)),
         _Field(6, "freshness_per_hour", _P),
         _Field(7, "warming_up", _Bool()),
+        # The model's total viable count estimate, log10 CFU/g (absent from older stations).
+        _Field(8, "tvc_log_cfu", _Scaled(CENTI)),
         required=("ts",),
     ),
     # ConceptScore: the camera's score for the selected concept (0-1) in a focus box given

@@ -5,15 +5,20 @@ the beef recordings); each completed minute, the last ``window_minutes`` rows go
 :func:`device.nose.features.compute_features` (the same function training uses), are
 standardised with the training statistics from the model card and classified.
 
-The model gives four classes (excellent, good, acceptable, spoiled). A person is told three
-things (fresh = excellent or good, spoiling = acceptable, spoiled); ``freshness`` is the
-probability of "fresh", and the trend is the slope of freshness over the last
-``trend_minutes``.
+The model gives four classes (excellent, good, acceptable, spoiled) and, when it has a second
+output, an estimate of the total viable count (log10 CFU/g). A person is told three things
+(fresh = excellent or good, spoiling = acceptable, spoiled); ``freshness`` is the probability
+of "fresh", and the trend is the slope of freshness over the last ``trend_minutes``.
+
+"Fresh" is said only when that probability reaches the card's ``fresh_threshold`` (0.8 for
+the shipped model): someone who cannot smell will eat what the station calls fresh, so a
+doubtful case is called spoiling (or spoiled, if the model finds that likelier).
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -37,6 +42,10 @@ VERDICT_OF_CLASS = {
 #: beef at room temperature loses "fresh" over a few hours (≈ 0.1–0.3 per hour in the beef
 #: runs); below 0.05 per hour is within the model's minute-to-minute wobble.
 TREND_THRESHOLD_PER_HOUR = 0.05
+#: For cards without ``fresh_threshold`` (models that predate it): the most likely verdict.
+DEFAULT_FRESH_THRESHOLD = 0.5
+PROBABILITIES_OUTPUT = "probabilities"
+TVC_OUTPUT = "tvc_log_cfu"
 MIN_TREND_POINTS = 5
 
 
@@ -46,7 +55,7 @@ class Model(Protocol):
     @property
     def card(self) -> Any: ...
 
-    def run(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]: ...
+    def run_many(self, inputs: Sequence[npt.ArrayLike]) -> list[npt.NDArray[Any]]: ...
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,9 @@ class FoodModelConfig:
     mean: npt.NDArray[np.float64]
     std: npt.NDArray[np.float64]
     labels: tuple[str, ...]
+    fresh_threshold: float
+    probabilities_output: int  # position among the model's outputs
+    tvc_output: int | None
 
     @classmethod
     def from_card(cls, card: Any) -> FoodModelConfig:
@@ -82,7 +94,31 @@ class FoodModelConfig:
             raise ModelCardError(
                 f"model {card.name}: labels {unknown} are not food classes {CLASS_LABELS}"
             )
-        return cls(spec=spec, mean=mean, std=std, labels=labels)
+        threshold = float(task.get("fresh_threshold", DEFAULT_FRESH_THRESHOLD))
+        if not 0.0 < threshold < 1.0:
+            raise ModelCardError(
+                f"model {card.name}: fresh_threshold must be between 0 and 1, got {threshold}"
+            )
+        names = [o.name for o in card.outputs]
+        if len(names) == 1:
+            probabilities, tvc = 0, None
+        elif sorted(names) == sorted([PROBABILITIES_OUTPUT, TVC_OUTPUT]):
+            probabilities, tvc = names.index(PROBABILITIES_OUTPUT), names.index(TVC_OUTPUT)
+        else:
+            raise ModelCardError(
+                f"model {card.name}: outputs {names}; expected one, or "
+                f"{PROBABILITIES_OUTPUT!r} and {TVC_OUTPUT!r}; retrain it with "
+                "`senses-train food`"
+            )
+        return cls(
+            spec=spec,
+            mean=mean,
+            std=std,
+            labels=labels,
+            fresh_threshold=threshold,
+            probabilities_output=probabilities,
+            tvc_output=tvc,
+        )
 
 
 class FoodClassifier:
@@ -133,7 +169,13 @@ class FoodClassifier:
         if not np.all(np.isfinite(features)):
             return None  # a sensor or the climate chip missed a whole minute
         scaled = ((features - self.settings.mean) / self.settings.std).astype(np.float32)
-        probabilities = self.model.run(scaled[np.newaxis, :])[0].astype(np.float64)
+        outputs = self.model.run_many([scaled[np.newaxis, :]])
+        probabilities = np.asarray(outputs[self.settings.probabilities_output][0], dtype=np.float64)
+        tvc = (
+            None
+            if self.settings.tvc_output is None
+            else round(float(outputs[self.settings.tvc_output][0][0]), 3)
+        )
         probabilities = np.clip(probabilities, 0.0, None)
         total = float(probabilities.sum())
         if total > 0:
@@ -142,8 +184,11 @@ class FoodClassifier:
         by_verdict = dict.fromkeys(FoodVerdict, 0.0)
         for label, p in by_class.items():
             by_verdict[VERDICT_OF_CLASS[label]] += p
-        label = max(by_verdict, key=lambda v: by_verdict[v])
         freshness = by_verdict[FoodVerdict.FRESH]
+        if freshness >= self.settings.fresh_threshold:
+            label = FoodVerdict.FRESH
+        else:
+            label = max((FoodVerdict.SPOILING, FoodVerdict.SPOILED), key=by_verdict.__getitem__)
         self._freshness.append((row.ts, freshness))
         trend, per_hour = self._trend()
         return FoodReading(
@@ -155,6 +200,7 @@ class FoodClassifier:
             trend=trend,
             freshness_per_hour=None if per_hour is None else round(per_hour, 4),
             warming_up=any(r.warming_up for r in self._rows),
+            tvc_log_cfu=tvc,
         )
 
     def _trend(self) -> tuple[Trend, float | None]:

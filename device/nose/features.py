@@ -12,6 +12,14 @@ What a feature row holds (research/enose.md §2.1 and §5):
   compensated for temperature and humidity by the multiplicative GeorgK/Balk77 factor
   ``CF(T, RH)`` of :func:`device.nose.mq.climate_correction_factor` (enose.md §4.3);
   averaged over the last ``smooth_minutes`` minutes;
+* optionally **capped** at 0 (``cap_rising``): the gases of spoiling food are reducing gases,
+  which only *lower* an MQ sensor's Rs. A resistance far above its clean-air value is drying,
+  drift or a fault (the beef set's TS1 has an MQ5/MQ6 that rose 12-20x while the meat
+  spoiled, enose.md §2.1), not a smell; capping keeps one such sensor from dragging the
+  whole verdict. Fixed from that physics, not tuned on held-out runs;
+* optionally its **cross-sensor** response (``cross_sensor``): the response minus the median
+  response of all sensors at that minute, i.e. the *shape* of the smell across the array.
+  A climate or supply change that moves every sensor alike cancels out of it;
 * its **slopes**: the change of that smoothed response over each of ``slope_minutes``, per hour;
 * optionally the chamber **temperature and humidity** themselves (smoothed the same way).
 
@@ -41,7 +49,7 @@ FloatArray = npt.NDArray[np.float64]
 
 #: Bump when the meaning of a feature changes: a model trained on one version must not be fed
 #: another (the model card records it).
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2
 
 #: The nine sensors of the Wijaya beef e-nose, in the column order of its CSVs.
 BEEF_SENSORS: tuple[str, ...] = (
@@ -73,6 +81,8 @@ class FeatureSpec:
     slope_minutes: tuple[int, ...] = (10, 30)
     compensate_climate: bool = True
     include_climate: bool = False
+    cap_rising: bool = False
+    cross_sensor: bool = False
 
     def __post_init__(self) -> None:
         # Lists from callers become tuples, so specs compare equal and hash.
@@ -95,6 +105,8 @@ class FeatureSpec:
     def names(self) -> list[str]:
         """Feature names, in column order."""
         names = [f"response_{s}" for s in self.sensors]
+        if self.cross_sensor:
+            names += [f"cross_sensor_{s}" for s in self.sensors]
         for k in self.slope_minutes:
             names += [f"slope{k}min_{s}_per_h" for s in self.sensors]
         if self.include_climate:
@@ -110,6 +122,8 @@ class FeatureSpec:
             "slope_minutes": list(self.slope_minutes),
             "compensate_climate": self.compensate_climate,
             "include_climate": self.include_climate,
+            "cap_rising": self.cap_rising,
+            "cross_sensor": self.cross_sensor,
             "window_minutes": self.window_minutes,
             "names": self.names(),
         }
@@ -123,7 +137,7 @@ class FeatureSpec:
         a derived value disagrees with this code (a card written for other features).
         """
         keys = {"version", "sensors", "smooth_minutes", "slope_minutes"}
-        keys |= {"compensate_climate", "include_climate"}
+        keys |= {"compensate_climate", "include_climate", "cap_rising", "cross_sensor"}
         derived = {"window_minutes", "names"}
         missing = sorted(keys - set(data))
         unknown = sorted(set(data) - keys - derived)
@@ -139,6 +153,8 @@ class FeatureSpec:
                 slope_minutes=tuple(int(k) for k in data["slope_minutes"]),
                 compensate_climate=bool(data["compensate_climate"]),
                 include_climate=bool(data["include_climate"]),
+                cap_rising=bool(data["cap_rising"]),
+                cross_sensor=bool(data["cross_sensor"]),
             )
         except (TypeError, ValueError) as e:
             raise ModelCardError(f"feature_spec is invalid: {e}") from e
@@ -293,8 +309,13 @@ def compute_features(
     rows = rs.shape[0] - window + 1
     response = log_response(rs, t, rh, baseline, compensate=spec.compensate_climate)
     smooth = _moving_mean(response, spec.smooth_minutes)  # row j ends at minute j+smooth−1
+    if spec.cap_rising:
+        smooth = np.minimum(smooth, 0.0)  # NaN stays NaN
     offset = window - spec.smooth_minutes  # smooth row of the first feature row's last minute
     columns = [smooth[offset:]]
+    if spec.cross_sensor:
+        # A NaN spreads over its row here; such rows are all-NaN at the end anyway.
+        columns.append(smooth[offset:] - np.median(smooth[offset:], axis=1, keepdims=True))
     for k in spec.slope_minutes:
         change = smooth[offset:] - smooth[offset - k : offset - k + rows]
         columns.append(change * (_MINUTES_PER_HOUR / k))
