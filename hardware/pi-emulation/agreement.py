@@ -178,8 +178,14 @@ def make_inputs(card: ModelCard) -> list[npt.NDArray[Any]]:
         if spec.quantization is not None:
             info = np.iinfo(spec.dtype)
             zero = spec.quantization.zero_point
-            half_range = (int(info.max) - int(info.min)) / 2
-            q = np.clip(np.rint(zero + scaled * half_range), info.min, info.max)
+            # Each side of the zero point is swept to its own end of the range: a zero point
+            # off-centre would otherwise leave one end of the grid untested.
+            above, below = int(info.max) - zero, zero - int(info.min)
+            q = np.clip(
+                np.rint(zero + np.where(scaled >= 0, scaled * above, scaled * below)),
+                info.min,
+                info.max,
+            )
             inputs.append((q - zero) * spec.quantization.scale)
         elif spec.dtype == "float32":
             inputs.append(scaled.astype(np.float32))

@@ -100,8 +100,9 @@ def test_shape_and_nan_mismatches_never_agree() -> None:
 
 
 def test_compare_model_names_the_worst_output(food_card: ModelCard) -> None:
-    x86 = [_probabilities([-128, 127, -128, -128])]
-    result = agreement.compare_model(food_card, x86, [x86[0] + STEP], n_ops=4)
+    tvc = np.array([[0]], dtype=np.int8)
+    x86 = [_probabilities([-128, 127, -128, -128]), tvc]
+    result = agreement.compare_model(food_card, x86, [x86[0] + STEP, tvc], n_ops=4)
     assert result.ok and result.describe() == "food_quality 1/4 steps"
     assert not agreement.compare_model(food_card, x86, [], n_ops=4).ok
 
@@ -133,7 +134,7 @@ def test_replay_verdicts_are_matched_minute_by_minute() -> None:
 
 def test_inputs_are_fixed_and_lie_on_the_quantization_grid(food_card: ModelCard) -> None:
     (x,) = agreement.make_inputs(food_card)
-    assert x.shape == (64, 21)
+    assert x.shape == (64, food_card.inputs[0].shape[1])
     np.testing.assert_array_equal(x, agreement.make_inputs(food_card)[0])
     q = food_card.inputs[0].quantization
     codes = quantize(x, q.scale, q.zero_point, "int8").astype(np.float64)
