@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from pathlib import PurePath
 from collections.abc import Mapping
 from typing import Any, Protocol, TextIO
 
@@ -161,7 +162,7 @@ class StationDashboard:
             text.append(bird.species, style="bold cyan")
             text.append(
                 f"  {bird.confidence_max:.0%} max, {bird.confidence_mean:.0%} mean,"
-                f" {bird.end - bird.start:.1f} s  clip {bird.clip}\n"
+                f" {bird.end - bird.start:.1f} s  clip {PurePath(bird.clip).name}\n"
             )
         return text
 
