@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from pathlib import PurePath
 from collections.abc import Mapping
+from pathlib import PurePath
 from typing import Any, Protocol, TextIO
 
 from rich.console import Group, RenderableType
