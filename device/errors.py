@@ -151,3 +151,8 @@ class StatusUnavailableError(SensesError):
 class BenchError(SensesError, RuntimeError):
     """A benchmark cannot measure what it promises: the daemon under test exited early or never
     reported READY. The message says what happened and shows the daemon's last log lines."""
+
+
+class DiskFullError(StoreError):
+    """The disk is full: a clip or snapshot cannot be written even after the oldest ones were
+    deleted to make room. The message names the folder and says to free space."""

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from device.clock import Clock
 from device.config import Config
-from device.errors import CalibrationError, ModelError
+from device.errors import CalibrationError, ModelError, StoreError
 from device.events import Event, Health, HealthStatus
 from device.inference import load_model
 from device.nose.calibration import NoseCalibration
@@ -187,6 +187,7 @@ class Station:
         self.clock = clock
         self.sinks = list(sinks)
         self._sink_lock = threading.Lock()
+        self._sink_problems: dict[int, str] = {}
         self._stop = threading.Event()
         self._threads: dict[str, threading.Thread] = {}
         self._sense_stops: dict[str, threading.Event] = {}
@@ -201,6 +202,14 @@ class Station:
             for sink in list(self.sinks):
                 try:
                     sink.handle(event)
+                    if self._sink_problems.pop(id(sink), None) is not None:
+                        log.warning("sink %s works again", type(sink).__name__)
+                except StoreError as e:
+                    # A full disk or a busy database heals (clip retention frees space, the
+                    # owner cleans up): keep the sink, or every later event would be lost too.
+                    if id(sink) not in self._sink_problems:
+                        log.error("sink %s cannot keep this event: %s", type(sink).__name__, e)
+                    self._sink_problems[id(sink)] = str(e)
                 except Exception:
                     log.exception("sink %s failed; dropping it", type(sink).__name__)
                     self.sinks.remove(sink)

@@ -11,9 +11,12 @@ app shows as "clip expired").
 
 from __future__ import annotations
 
+import errno
+import io
 import logging
 import os
 import re
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +27,15 @@ import soundfile
 
 from device.ear.detections import MergedDetection
 from device.ear.ring import AudioRing
-from device.errors import StoreError
+from device.errors import DiskFullError, StoreError
 
 log = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float32]
 CLIP_SUFFIX = ".wav"
+#: Free space a clip must leave on its disk: the event store's rows (and its WAL) and the
+#: system need room after the clips, or a full disk would stop the station recording anything.
+DISK_RESERVE_BYTES = 1024 * 1024
 
 
 def _slug(name: str) -> str:
@@ -39,9 +45,12 @@ def _slug(name: str) -> str:
 class ClipStore:
     """A folder of clips with a size budget (oldest deleted first)."""
 
-    def __init__(self, folder: Path, budget_bytes: int) -> None:
+    def __init__(
+        self, folder: Path, budget_bytes: int, *, reserve_bytes: int = DISK_RESERVE_BYTES
+    ) -> None:
         self.folder = Path(folder)
         self.budget_bytes = budget_bytes
+        self.reserve_bytes = reserve_bytes
         self.deleted = 0
 
     def _clips(self) -> list[tuple[float, str, int, Path]]:
@@ -58,27 +67,73 @@ class ClipStore:
         return sum(size for _, _, size, _ in self._clips())
 
     def save(self, audio: FloatArray, sample_rate: int, wall_s: float, species: str) -> Path:
-        """Write one clip (atomically) and enforce the budget; return its path."""
+        """Write one clip (atomically) and enforce the budget; return its path.
+
+        On a full disk the oldest clips are deleted to make room (:meth:`make_room`); when
+        that is not enough, :class:`~device.errors.DiskFullError` says so and nothing is
+        written.
+        """
         stamp = time.strftime("%Y%m%d_%H%M%S", time.gmtime(wall_s))
         millis = round((wall_s % 1) * 1000) % 1000
         day = self.folder / stamp[:8]
         path = day / f"{stamp}.{millis:03d}_{_slug(species)}{CLIP_SUFFIX}"
         tmp = path.with_suffix(".tmp")
+        # Encoded in memory first: its size decides what must be freed, and a failed write is
+        # then a plain OSError with its errno (libsndfile reports ENOSPC as "System error").
+        encoded = io.BytesIO()
+        soundfile.write(
+            encoded, np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV"
+        )
+        data = encoded.getvalue()
         try:
             day.mkdir(parents=True, exist_ok=True)
-            soundfile.write(
-                str(tmp), np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV"
-            )
+            self.make_room(len(data))
+            tmp.write_bytes(data)
             os.replace(tmp, path)
-        except (OSError, RuntimeError) as e:
+        except StoreError:  # make_room: the disk is full of other data
+            raise
+        except OSError as e:
             if tmp.is_file():
                 tmp.unlink()
+            if e.errno == errno.ENOSPC:
+                raise DiskFullError(
+                    f"cannot write clip {path}: the disk is full. Free space on it or lower "
+                    "ear.clip_budget_mb; detections are still recorded, without clips"
+                ) from e
             raise StoreError(
                 f"cannot write clip {path}: {e}. Free disk space or set ear.clip_dir to a "
                 "writable folder"
             ) from e
         self.enforce_budget(keep=path)
         return path
+
+    def make_room(self, needed_bytes: int) -> list[Path]:
+        """Delete the oldest clips until ``needed_bytes`` fit with ``reserve_bytes`` to spare.
+
+        Raises :class:`~device.errors.DiskFullError` when even deleting every clip is not
+        enough (the disk is full of other data).
+        """
+
+        def missing_bytes() -> int:
+            free = shutil.disk_usage(self.folder).free
+            return needed_bytes + self.reserve_bytes - free
+
+        removed = []
+        for _, _, _, path in self._clips():
+            if missing_bytes() <= 0:
+                break
+            path.unlink(missing_ok=True)
+            removed.append(path)
+        self.deleted += len(removed)
+        short = missing_bytes()
+        if short > 0:
+            raise DiskFullError(
+                f"the disk holding {self.folder} is full: a {needed_bytes} byte clip does not "
+                f"fit while keeping {self.reserve_bytes} bytes free for the event store, and "
+                "no older clip is left to delete. Free space on that disk; detections are "
+                "still recorded, without clips"
+            )
+        return removed
 
     def enforce_budget(self, keep: Path | None = None) -> list[Path]:
         """Delete the oldest clips until the folder fits the budget; never ``keep``."""
@@ -101,6 +156,7 @@ class ClipStore:
 class SavedClip:
     detection: MergedDetection
     path: str  # "" when the clip could not be written
+    error: str | None = None  # why it could not be written
 
 
 class ClipRecorder:
@@ -160,5 +216,5 @@ class ClipRecorder:
         except StoreError as e:
             self.failures += 1
             log.warning("%s", e)
-            return SavedClip(detection, "")
+            return SavedClip(detection, "", error=str(e))
         return SavedClip(detection, str(path))

@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 COMPONENT = "ear"
 MICROPHONE = "ear.microphone"
 MODEL = "ear.model"
+CLIPS = "ear.clips"
 #: Extra seconds the ring holds beyond the longest clip (front-end and merge latency).
 RING_MARGIN_S = 5.0
 
@@ -109,6 +110,7 @@ class EarService:
         self.finished = False  # the source ended (a file without loop): a demo can end
         self._stream: _Stream | None = None
         self._lock = threading.RLock()
+        self._clips_failing = False
 
     # --- the sense loop ----------------------------------------------------------------------
 
@@ -277,6 +279,23 @@ class EarService:
                     clip=clip.path,
                 )
             )
+            self._report_clip(clip, emit)
+
+    def _report_clip(self, clip: SavedClip, emit: Emit) -> None:
+        """One Health event when clips start failing (a full disk), one when they work again."""
+        if clip.error is not None and not self._clips_failing:
+            self._clips_failing = True
+            emit(
+                self._health(
+                    CLIPS,
+                    HealthStatus.DEGRADED,
+                    f"{clip.error} (this and later detections are recorded without clips "
+                    "until it is fixed)",
+                )
+            )
+        elif clip.path and self._clips_failing:
+            self._clips_failing = False
+            emit(self._health(CLIPS, HealthStatus.OK, "clips are saved again"))
 
     def _report_input_problems(self, stream: _Stream, emit: Emit) -> None:
         clipped = stream.frontend.clipped_samples

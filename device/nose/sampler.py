@@ -63,23 +63,42 @@ class ClimateSensor(Protocol):
 
 
 class HealthTracker:
-    """Remembers each component's state and reports only changes."""
+    """Remembers each component's state and reports only changes.
+
+    A component that had transient errors (DEGRADED), or that failed again within
+    :data:`CLEAN_SAMPLES_TO_RECOVER` samples of recovering (an EIO storm, a loose connector),
+    is reported OK only after that many clean samples in a row; a chip plugged back after one
+    clean outage is reported OK at once.
+    """
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self._status: dict[str, HealthStatus] = {}
         self._clean_streak: dict[str, int] = {}
+        self._clean_since_recovery: dict[str, int] = {}
+        self._flapping: set[str] = set()
 
     def report(self, component: str, status: HealthStatus, message: str) -> Health | None:
         previous = self._status.get(component, HealthStatus.OK)
         if status is HealthStatus.OK:
-            if previous is HealthStatus.DEGRADED:
+            if previous is HealthStatus.DEGRADED or (
+                previous is HealthStatus.FAILED and component in self._flapping
+            ):
                 streak = self._clean_streak.get(component, 0) + 1
                 self._clean_streak[component] = streak
                 if streak < CLEAN_SAMPLES_TO_RECOVER:
                     return None
+                self._flapping.discard(component)
+            if previous is HealthStatus.OK:
+                clean = self._clean_since_recovery.get(component, CLEAN_SAMPLES_TO_RECOVER)
+                self._clean_since_recovery[component] = clean + 1
+            else:
+                self._clean_since_recovery[component] = 0
         else:
             self._clean_streak[component] = 0
+            recently = self._clean_since_recovery.get(component, CLEAN_SAMPLES_TO_RECOVER)
+            if previous is HealthStatus.OK and recently < CLEAN_SAMPLES_TO_RECOVER:
+                self._flapping.add(component)
         if status is previous:
             return None
         self._status[component] = status
