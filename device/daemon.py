@@ -231,9 +231,10 @@ class Daemon:
         started = time.monotonic()
         self.station.stop()
         self.station.join(timeout_s=SHUTDOWN_BUDGET_S - 1.0)
-        if self.senses.nose is not None:
-            for event in self.senses.nose.service.finish():
-                self.station.emit(event)
+        for sense in self.senses.senses:
+            if sense.finish is not None:
+                for event in sense.finish():
+                    self.station.emit(event)
         self.status.maybe_write()
         if self.mqtt is not None:
             self.mqtt.close()

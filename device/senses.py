@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from device.clock import Clock
@@ -123,26 +123,15 @@ def build_station_senses(
                 built.eye = build_eye(config, realtime_clock, emulated=emulated)
                 eye = built.eye.service
                 built.senses.append(
-                    SenseSetup(
-                        name="eye",
-                        run=eye.run,
-                        events=built.eye.events,
-                        counters=eye.counters,
-                    )
+                    SenseSetup("eye", eye.run, built.eye.events, counters=eye.counters)
                 )
             elif name == "ear":
                 from device.ear.service import build_ear
 
                 built.ear = build_ear(config, realtime_clock, emulated=emulated)
-                ear = built.ear.service
-                built.senses.append(
-                    SenseSetup(
-                        name="ear",
-                        run=ear.run,
-                        events=built.ear.events,
-                        counters=ear.counters,
-                    )
-                )
+                # A file source running out (the ear's `finished`) must not end a demo: only
+                # the nose's recording does. Its `finish` still flushes a call in progress.
+                built.senses.append(replace(built.ear.as_sense(), finished=None))
         except SensesError as e:
             log.error("sense %s cannot start: %s", name, e)
             built.senses.append(_failed_sense(name, realtime_clock, e))
