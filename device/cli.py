@@ -123,6 +123,11 @@ def _run_live(
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    # Bumble (the virtual BLE link) takes a second or two to import and only the demo needs
+    # it. Imported before the clock starts: at 300x, two seconds are ten simulated minutes,
+    # which the heaters' warm-up would otherwise spend before the first reading.
+    from device.link.service import VirtualPhoneLink
+
     names = parse_sense_names(args.senses) if args.senses else list(KNOWN_SENSES)
     config = demo_config(_config(args), Path(tempfile.mkdtemp(prefix="senses-demo-")))
     speed = args.speed or DEMO_SPEED
@@ -149,9 +154,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
         else:
             dashboard.phone_mtu = link.negotiated_mtu
             dashboard.on_phone(message.seq, message.payload)
-
-    # Bumble (the virtual BLE link) takes a second or two to import; only the demo needs it.
-    from device.link.service import VirtualPhoneLink
 
     link = VirtualPhoneLink(
         LinkCore(

@@ -8,7 +8,7 @@ the device's (a different baseline, window, cap or order of sensors) breaks this
 
 The issue's full check is the same with the full settings: `senses-train food --files TS1.csv
 TS2.csv TS5.csv --folds first --out /tmp/m` gives the model the TS3 fold of report.json was
-trained with (same runs, same order, same seed), and `senses nose replay TS3.csv --model /tmp/m`
+trained with (same runs, same order, same seeds), and `senses nose replay TS3.csv --model /tmp/m`
 reproduces that fold's figure.
 """
 

@@ -216,6 +216,8 @@ def test_a_short_training_ships_a_loadable_int8_model(tmp_path: Path) -> None:
     assert [o.name for o in card.outputs] == ["probabilities", "tvc_log_cfu"]
     assert card.inputs[0].dtype == "int8" and all(o.dtype == "int8" for o in card.outputs)
     assert card.task_config["fresh_threshold"] == 0.8
+    # The default ships the seed ensemble: three networks in one file.
+    assert card.training_data["settings"]["ensemble_seeds"] == [0, 1, 2]
     assert "Wijaya" in card.training_data["citation"]
     assert "TS4" not in card.training_data["runs"]
 
@@ -224,6 +226,7 @@ def test_a_short_training_ships_a_loadable_int8_model(tmp_path: Path) -> None:
     assert 0 <= ts1["accuracy_fresh_binary"] <= 1 and ts1["tvc_mae_log_cfu"] >= 0
     assert [r["start_minute"] for r in figures["late_start"]] == [600, 900, 1200]
     assert len(figures["targets"]) == 8
+    assert figures["seed_ensemble"]["members"] == [0, 1, 2]
     assert all(t["met"] == (t["missed_by"] == 0) for t in figures["targets"])
 
     # The station's path: a window of one-minute means -> features -> standardize -> model.
@@ -241,3 +244,39 @@ def test_a_short_training_ships_a_loadable_int8_model(tmp_path: Path) -> None:
     assert probabilities.shape == (1, 4) and tvc.shape == (1, 1)
     assert abs(float(probabilities.sum()) - 1.0) < 0.05
     assert 1.0 < float(tvc[0, 0]) < 7.0
+
+
+@pytest.mark.slow
+def test_a_seed_ensemble_is_one_int8_model_that_says_what_its_members_say_on_average() -> None:
+    from dataclasses import replace
+
+    from training.food.config import SHIPPED_SPEC, TrainConfig
+    from training.food.evaluate import called_fresh, ensemble_of, run_features, train_on
+    from training.food.model import predict_float, predict_int8
+
+    train = [run_features(load_recording(BEEF_DIR / "TS2.csv"), SHIPPED_SPEC)]
+    test = run_features(load_recording(BEEF_DIR / "TS3.csv"), SHIPPED_SPEC)
+    config = TrainConfig(epochs=2, ensemble_seeds=())
+    members = [train_on(train, replace(config, seed=seed)) for seed in (0, 1)]
+    ensemble = ensemble_of(members, train, seed=0)
+    x = ensemble.standardize(test.features)
+
+    each = [predict_float(m.model, x) for m in members]
+    together = predict_float(ensemble.model, x)
+    np.testing.assert_allclose(
+        together.probabilities, np.mean([p.probabilities for p in each], axis=0), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        together.tvc_log_cfu, np.mean([p.tvc_log_cfu for p in each], axis=0), atol=1e-5
+    )
+    # One file, the station's interface unchanged, and int8 gives the float verdicts.
+    int8 = predict_int8(ensemble.tflite_model, x)
+    assert int8.probabilities.shape == (len(x), 4) and int8.tvc_log_cfu.shape == (len(x),)
+    assert len(ensemble.tflite_model) < 2 * len(members[0].tflite_model) + 4096
+    same = called_fresh(int8.probabilities, 0.8) == called_fresh(together.probabilities, 0.8)
+    assert np.mean(same) >= 0.99
+
+    # Members must come from the same training runs: a mix would standardize wrongly.
+    other = train_on([test], config)
+    with pytest.raises(ValueError, match="same runs"):
+        ensemble_of([members[0], other], train, seed=0)

@@ -60,7 +60,14 @@ def _parser() -> argparse.ArgumentParser:
         help="hold out every run in turn, or only the first (quick pipeline check: no seeds "
         "comparison, no ablation)",
     )
-    food.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    food.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the single-network comparison and the int8 calibration sample "
+        "(default 0); the shipped model averages the networks of "
+        "training.food.config.ENSEMBLE_SEEDS",
+    )
     food.add_argument("--quiet", action="store_true", help="no progress bar")
     add_birds_command(sub)
     return parser

@@ -8,6 +8,7 @@
   900 and 1200 with the calibration from its start kept and nothing of the skipped minutes
   seen; accuracy over the first hour after each start is compared with the full run.
 * **Float vs int8**: every fold is converted to int8 and scored as the station runs it.
+* **Seed ensemble**: the networks of those seeds averaged into one model, scored like one.
 * **Reproducibility**: the same fold trained with other seeds; the relative difference of the
   predicted "fresh" probability between two trainings (Shamir & Lin's relative prediction
   difference), for ReLU and SmeLU.
@@ -18,7 +19,7 @@ Per fold the feature mean and std come from the training runs only.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,14 @@ from device.nose.features import BASELINE_MINUTES, Baseline, FeatureSpec, comput
 from device.nose.recording import Recording
 from training.food.config import LATE_START_HOURS, LATE_STARTS_MINUTE, TrainConfig
 from training.food.data import FRESH_LABELS, LABELS, label_indices
-from training.food.model import Predictions, fit, predict_float, predict_int8, to_int8_tflite
+from training.food.model import (
+    Predictions,
+    average_of,
+    fit,
+    predict_float,
+    predict_int8,
+    to_int8_tflite,
+)
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -202,26 +210,54 @@ class FoldResult:
 
 @dataclass(frozen=True)
 class TrainedFold:
-    """A fold's model, kept for the reproducibility comparison."""
+    """A fold's model, kept for the reproducibility comparison and the seed ensemble."""
 
     standardize: Standardizer
     model: Any
     tflite_model: bytes
 
 
+def training_rows(runs: Sequence[RunData]) -> tuple[Standardizer, FloatArray]:
+    """The standardizer of ``runs`` and their rows standardized with it."""
+    x = np.concatenate([r.features for r in runs])
+    standardize = Standardizer.fit(x)
+    return standardize, standardize(x)
+
+
 def train_on(
     runs: Sequence[RunData], config: TrainConfig, on_epoch: Callable[[], None] | None = None
 ) -> TrainedFold:
-    x = np.concatenate([r.features for r in runs])
-    standardize = Standardizer.fit(x)
-    model = fit(
-        standardize(x),
-        np.concatenate([r.labels for r in runs]),
-        np.concatenate([r.tvc_log_cfu for r in runs]),
-        on_epoch=on_epoch,
-        **config.fit_settings(),
-    )
-    return TrainedFold(standardize, model, to_int8_tflite(model, standardize(x), config.seed))
+    """One network per seed of ``config.member_seeds``; several are averaged (seed ensemble)."""
+    standardize, x = training_rows(runs)
+    labels = np.concatenate([r.labels for r in runs])
+    tvc = np.concatenate([r.tvc_log_cfu for r in runs])
+    members = [
+        fit(x, labels, tvc, on_epoch=on_epoch, **replace(config, seed=seed).fit_settings())
+        for seed in config.member_seeds
+    ]
+    model = members[0] if len(members) == 1 else average_of(members)
+    return TrainedFold(standardize, model, to_int8_tflite(model, x, config.seed))
+
+
+def ensemble_of(members: Sequence[TrainedFold], runs: Sequence[RunData], seed: int) -> TrainedFold:
+    """The seed ensemble of networks already trained on ``runs`` (no training: the
+    reproducibility study's seeds are reused), converted to int8 like a single network."""
+    standardize, x = training_rows(runs)
+    for member in members:
+        if not np.array_equal(member.standardize.mean, standardize.mean):
+            raise ValueError("every member of an ensemble must be trained on the same runs")
+    model = average_of([m.model for m in members])
+    return TrainedFold(standardize, model, to_int8_tflite(model, x, seed))
+
+
+def fold_runs(
+    recordings: Sequence[Recording], held_out: str, spec: FeatureSpec
+) -> tuple[list[RunData], RunData]:
+    """The training runs of the fold that holds out ``held_out``, and that run."""
+    runs = {r.path.stem: run_features(r, spec) for r in recordings}
+    if held_out not in runs:
+        raise RecordingError(f"no run named {held_out!r} among {sorted(runs)}")
+    return [r for name, r in runs.items() if name != held_out], runs[held_out]
 
 
 def evaluate_fold(
@@ -231,12 +267,17 @@ def evaluate_fold(
     on_epoch: Callable[[], None] | None = None,
 ) -> tuple[FoldResult, TrainedFold]:
     """Train on every run but ``held_out``, test on ``held_out`` (whole, and late starts)."""
+    train_runs, _ = fold_runs(recordings, held_out, config.spec)
+    trained = train_on(train_runs, config, on_epoch)
+    return score_fold(recordings, held_out, trained, config), trained
+
+
+def score_fold(
+    recordings: Sequence[Recording], held_out: str, trained: TrainedFold, config: TrainConfig
+) -> FoldResult:
+    """What ``trained`` (trained without ``held_out``) says about it: float, int8, late starts."""
     spec = config.spec
-    runs = {r.path.stem: run_features(r, spec) for r in recordings}
-    if held_out not in runs:
-        raise RecordingError(f"no run named {held_out!r} among {sorted(runs)}")
-    trained = train_on([r for name, r in runs.items() if name != held_out], config, on_epoch)
-    test = runs[held_out]
+    _, test = fold_runs(recordings, held_out, spec)
     x_test = trained.standardize(test.features)
     float_pred = predict_float(trained.model, x_test)
     int8_pred = predict_int8(trained.tflite_model, x_test)
@@ -251,7 +292,7 @@ def evaluate_fold(
         for start in LATE_STARTS_MINUTE
         if start + spec.window_minutes <= recording.minutes[-1]
     ]
-    result = FoldResult(
+    return FoldResult(
         run=held_out,
         float_scores=Scores.of(float_pred, test.labels, test.tvc_log_cfu, threshold),
         int8_scores=Scores.of(int8_pred, test.labels, test.tvc_log_cfu, threshold),
@@ -264,7 +305,6 @@ def evaluate_fold(
         float=float_pred,
         late_starts=late,
     )
-    return result, trained
 
 
 def _rows(predicted: Predictions, keep: npt.NDArray[np.bool_]) -> Predictions:

@@ -12,6 +12,11 @@ is continuous, so two trainings that differ only in the seed end up closer toget
 only, ops the int8 TFLite kernels have.
 
 Training is deterministic for a seed (``tf.keras.utils.set_random_seed`` and op determinism).
+
+A **seed ensemble** (:func:`average_of`) is one Keras model holding several such networks,
+trained alike but with different seeds, on the same input, with an Average layer per output:
+exported as one int8 TFLite file with the same input and outputs as a single network, so the
+station loads it like any other model.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import os
 import sys
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -165,6 +170,27 @@ def fit(
         callbacks=callbacks,
     )
     return model
+
+
+def average_of(members: Sequence[Any]) -> Any:
+    """One model whose outputs are the averages of ``members``' outputs (same input).
+
+    Averaging probabilities keeps them summing to 1; averaging the TVC estimates is the
+    ensemble's TVC. Each member is wrapped under its own name, as Keras refuses two
+    sub-models of the same name in one graph.
+    """
+    if len(members) < 2:
+        raise ValueError(f"an ensemble needs at least 2 members, got {len(members)}")
+    tf = _tf()
+    inputs = tf.keras.Input(shape=members[0].inputs[0].shape[1:], name="features")
+    outputs = [
+        tf.keras.Model(m.inputs, m.outputs, name=f"member_{i}")(inputs)
+        for i, m in enumerate(members)
+    ]
+    # Same output order as build_model: TVC first, probabilities second.
+    tvc = tf.keras.layers.Average(name=TVC_OUTPUT)([o[0] for o in outputs])
+    probabilities = tf.keras.layers.Average(name=PROBABILITIES_OUTPUT)([o[1] for o in outputs])
+    return tf.keras.Model(inputs, [tvc, probabilities], name=MODEL_NAME)
 
 
 def predict_float(model: Any, x: FloatArray) -> Predictions:

@@ -9,11 +9,14 @@ Steps (``training/food/evaluate.py`` says why each matters):
 
 1. leave-one-run-out (float and int8, late starts) for ReLU and SmeLU, each with several
    seeds; the more reproducible activation ships unless it is clearly less accurate;
-2. feature ablation: one feature group removed or added at a time;
-3. the shipped model, trained on all runs, written with card.json, report.md, report.json
+2. the seed ensemble of that activation (its seeds' networks averaged, no new training),
+   scored the same way; it ships unless the rule of :data:`ENSEMBLE_RULE` says otherwise;
+3. feature ablation: one feature group removed or added at a time;
+4. the shipped model, trained on all runs, written with card.json, report.md, report.json
    and PNG plots.
 
-``folds="first"`` holds out only the first run with one activation and seed and skips the
+``folds="first"`` holds out only the first run with the configuration given (one activation;
+one seed, or the ensemble of its ``ensemble_seeds``) and skips the comparisons and the
 ablation: the pipeline test CI runs.
 """
 
@@ -33,6 +36,7 @@ from training.food.config import (
     ACCURACY_TOLERANCE_FOR_REPRODUCIBILITY,
     ACTIVATIONS_COMPARED,
     DEFAULT_CONFIG,
+    ENSEMBLE_SEEDS,
     REPRODUCIBILITY_SEEDS,
     TrainConfig,
 )
@@ -41,10 +45,14 @@ from training.food.evaluate import (
     FoldResult,
     Reproducibility,
     Scores,
+    TrainedFold,
+    ensemble_of,
     evaluate_fold,
+    fold_runs,
     mean_scores,
     reproducibility,
     run_features,
+    score_fold,
     train_on,
 )
 from training.food.model import count_parameters, predict_int8
@@ -56,6 +64,27 @@ class Ablation:
     scores: Scores  # int8, mean over held-out runs
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """One way of building the shipped model, scored leave-one-run-out."""
+
+    name: str
+    folds: list[FoldResult]
+    is_ensemble: bool = False
+
+    @property
+    def int8(self) -> Scores:
+        return mean_scores([f.int8_scores for f in self.folds])
+
+    @property
+    def worst_fresh(self) -> float:
+        return min(f.int8_scores.accuracy_fresh for f in self.folds)
+
+    @property
+    def agreement(self) -> float:
+        return float(np.mean([f.agreement for f in self.folds]))
+
+
 @dataclass
 class TrainingReport:
     """What one ``senses-train food`` run produced."""
@@ -64,6 +93,8 @@ class TrainingReport:
     runs: list[str]
     folds: list[FoldResult]
     reproducibility: list[Reproducibility]
+    # Single seeds and the seed ensemble of the shipped activation (empty with folds="first").
+    candidates: list[Candidate]
     ablations: list[Ablation]
     parameters: int
     model_bytes: int
@@ -103,6 +134,12 @@ def choose_activation(results: Sequence[Reproducibility]) -> str:
     return min(eligible, key=lambda r: r.relative_difference).activation
 
 
+def prefer_ensemble(ensemble: Candidate, single_seeds: Sequence[Candidate]) -> bool:
+    """The rule of :data:`training.food.config.ENSEMBLE_RULE`."""
+    single_mean = float(np.mean([c.int8.accuracy_fresh for c in single_seeds]))
+    return ensemble.int8.accuracy_fresh >= single_mean
+
+
 def train_food(
     data_dir: Path,
     out_dir: Path,
@@ -116,13 +153,15 @@ def train_food(
 
     With ``folds="all"``, every activation of :data:`ACTIVATIONS_COMPARED` is trained with
     every seed of :data:`REPRODUCIBILITY_SEEDS` (including ``config.seed``) on every fold; the
-    rule of :func:`choose_activation` picks the one that ships, and its ``config.seed`` folds
-    are the leave-one-run-out figures.
+    rule of :func:`choose_activation` picks the activation, then :func:`prefer_ensemble`
+    decides between the seed ensemble of :data:`ENSEMBLE_SEEDS` and ``config.seed`` alone.
+    The shipped choice's folds are the leave-one-run-out figures.
     """
     from training.food.report import write_model_folder
 
     started = time.monotonic()
     full = folds == "all"
+    single = replace(config, ensemble_seeds=())
     ablations_to_run = {n: s for n, s in ABLATIONS.items() if s != config.spec} if full else {}
     # Every feature window must fit; the largest decides the rows a run needs.
     window = max(s.window_minutes for s in [config.spec, *ablations_to_run.values()])
@@ -130,35 +169,68 @@ def train_food(
     names = [r.path.stem for r in recordings]
     held_out = names if full else names[:1]
     activations = ACTIVATIONS_COMPARED if full else (config.activation,)
-    seeds = tuple(dict.fromkeys((config.seed, *REPRODUCIBILITY_SEEDS))) if full else (config.seed,)
-    trainings = len(held_out) * (len(activations) * len(seeds) + len(ablations_to_run)) + 1
+    seeds = tuple(dict.fromkeys((config.seed, *REPRODUCIBILITY_SEEDS, *ENSEMBLE_SEEDS)))
+    shipped_seeds = ENSEMBLE_SEEDS if full else config.member_seeds
+    fold_trainings = len(activations) * len(seeds) + len(ablations_to_run) if full else 1
+    trainings = len(held_out) * fold_trainings * (1 if full else len(shipped_seeds))
+    trainings += len(shipped_seeds)
     with _progress(trainings * config.epochs, progress) as bar:
         tick: Callable[[], None] = lambda: bar.update(1)  # noqa: E731
-        trained: dict[tuple[str, int, str], FoldResult] = {}
-        for activation in activations:
-            for seed in seeds:
-                variant = replace(config, activation=activation, seed=seed)
-                for name in held_out:
-                    bar.set_description(f"{activation}, seed {seed}, held out {name}")
-                    trained[activation, seed, name] = evaluate_fold(
-                        recordings, name, variant, tick
-                    )[0]
-        repro = [
-            reproducibility(
-                activation,
-                seeds,
-                {(n, s): f for (a, s, n), f in trained.items() if a == activation},
-                config.fresh_threshold,
+        if full:
+            trained: dict[tuple[str, int, str], tuple[FoldResult, TrainedFold]] = {}
+            for activation in activations:
+                for seed in seeds:
+                    variant = replace(single, activation=activation, seed=seed)
+                    for name in held_out:
+                        bar.set_description(f"{activation}, seed {seed}, held out {name}")
+                        trained[activation, seed, name] = evaluate_fold(
+                            recordings, name, variant, tick
+                        )
+            repro = [
+                reproducibility(
+                    activation,
+                    seeds,
+                    {(n, s): f for (a, s, n), (f, _) in trained.items() if a == activation},
+                    config.fresh_threshold,
+                )
+                for activation in activations
+            ]
+            single = replace(single, activation=choose_activation(repro))
+            by_seed = {
+                seed: Candidate(
+                    f"{single.activation}, seed {seed} alone",
+                    [trained[single.activation, seed, n][0] for n in held_out],
+                )
+                for seed in seeds
+            }
+            ensemble_config = replace(single, ensemble_seeds=ENSEMBLE_SEEDS)
+            ensemble_folds = []
+            for name in held_out:
+                bar.set_description(f"seed ensemble, held out {name}")
+                members = [trained[single.activation, s, name][1] for s in ENSEMBLE_SEEDS]
+                train_runs, _ = fold_runs(recordings, name, single.spec)
+                ensemble = ensemble_of(members, train_runs, single.seed)
+                ensemble_folds.append(score_fold(recordings, name, ensemble, ensemble_config))
+            ensemble_candidate = Candidate(
+                f"{single.activation}, ensemble of seeds {', '.join(map(str, ENSEMBLE_SEEDS))}",
+                ensemble_folds,
+                is_ensemble=True,
             )
-            for activation in activations
-        ]
-        if len(seeds) > 1:
-            config = replace(config, activation=choose_activation(repro))
-        results = [trained[config.activation, config.seed, name] for name in held_out]
-        ablations = [Ablation("shipped", mean_scores([f.int8_scores for f in results]))]
+            use_ensemble = prefer_ensemble(ensemble_candidate, [by_seed[s] for s in ENSEMBLE_SEEDS])
+            config = ensemble_config if use_ensemble else single
+            results = (ensemble_candidate if use_ensemble else by_seed[single.seed]).folds
+            candidates = [*by_seed.values(), ensemble_candidate]
+            single_results = by_seed[single.seed].folds
+        else:
+            repro, candidates = [], []
+            bar.set_description(f"held out {held_out[0]}")
+            results = [evaluate_fold(recordings, held_out[0], config, tick)[0]]
+            single_results = results
+        # The ablation compares feature sets with one network (seed config.seed) each.
+        ablations = [Ablation("shipped", mean_scores([f.int8_scores for f in single_results]))]
         for ablation, spec in ablations_to_run.items():
             bar.set_description(f"ablation: {ablation}")
-            variant = replace(config, spec=spec)
+            variant = replace(single, spec=spec)
             scores = [evaluate_fold(recordings, n, variant, tick)[0] for n in held_out]
             ablations.append(Ablation(ablation, mean_scores([s.int8_scores for s in scores])))
         bar.set_description("shipped model")
@@ -172,7 +244,8 @@ def train_food(
         config=config,
         runs=names,
         folds=results,
-        reproducibility=repro if len(seeds) > 1 else [],
+        reproducibility=repro,
+        candidates=candidates,
         ablations=ablations,
         parameters=count_parameters(shipped.model),
         model_bytes=len(shipped.tflite_model),
