@@ -25,7 +25,11 @@ import boards
 import guest
 
 FOOD = PROJECT_ROOT / "models" / "food_quality"
-STEP = 1 / 256
+# One quantization step of the shipped food model's probabilities (about 1/256; read from its
+# card, since every training run calibrates its own).
+_PROBABILITIES = read_card(FOOD).outputs[0].quantization
+assert _PROBABILITIES is not None
+STEP = _PROBABILITIES.scale
 
 
 @pytest.fixture(scope="module")
@@ -41,14 +45,15 @@ def _probabilities(*rows: list[int]) -> np.ndarray:
 # --- tolerances and comparisons ----------------------------------------------------------------
 
 
-def test_the_shipped_food_model_has_four_ops_so_four_steps_are_allowed(
+def test_the_food_model_is_allowed_one_step_per_op_read_from_its_file(
     food_card: ModelCard,
 ) -> None:
-    # FULLY_CONNECTED x3 + SOFTMAX, read from the file (XNNPACK shows them as one node).
+    # Its ops are read from the file (XNNPACK would show them as one node): at least the
+    # fully connected layers and the softmax of each ensemble member.
     n_ops = agreement.count_operators(FOOD / "model.tflite")
-    assert n_ops == 4
+    assert n_ops >= 4
     tolerance = agreement.tolerance_for(food_card.outputs[0], n_ops, np.zeros(0))
-    assert (tolerance.limit, tolerance.steps_of) == (4.0, food_card.outputs[0].quantization.scale)
+    assert (tolerance.limit, tolerance.steps_of) == (min(n_ops, 16), STEP)
 
 
 def test_quantized_tolerance_grows_with_depth_up_to_a_cap() -> None:
