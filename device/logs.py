@@ -30,10 +30,26 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is now, not what it was when logging was set up
+    (a test runner swaps and closes it; a late log line from another thread must not fail)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass
+
+
 def configure_logging(*, verbose: bool, log_format: LogFormat | None = None) -> None:
     """Text on a terminal, JSON lines otherwise (a service), unless ``log_format`` says."""
     chosen = log_format or ("text" if sys.stderr.isatty() else "json")
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _CurrentStderrHandler()
     if chosen == "json":
         handler.setFormatter(JsonFormatter())
     else:
