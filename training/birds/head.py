@@ -20,13 +20,8 @@ as the station does (device.inference's quantize / dequantize).
 
 from __future__ import annotations
 
-import contextlib
-import io
-import os
-import sys
 import tempfile
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +32,8 @@ import numpy.typing as npt
 from device.ear.backbone import YamnetBackbone
 from device.errors import BirdDataError
 from training.birds.dataset import LABELS
+from training.tflite_export import keras_to_int8_tflite
+from training.tflite_export import tensorflow as _tf
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -48,14 +45,6 @@ REPRESENTATIVE_ROWS = 2000
 GATE_REACH_LOGITS = 8.0
 #: Allowed gap between YAMNet's bird scores and the gate's float recomputation of them.
 MAX_GATE_DIFFERENCE = 0.05
-
-
-def _tf() -> Any:
-    """TensorFlow, imported on first use (slow to import; quiet about its CPU banner)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-
-    return tf
 
 
 @dataclass(frozen=True)
@@ -248,52 +237,11 @@ def gated_model(head: Any, gate: BirdGate) -> Any:
 
 def export_int8(model: Any, representative: FloatArray, seed: int) -> bytes:
     """The model as full-integer int8 TFLite (see the module docstring)."""
-    tf = _tf()
     rng = np.random.default_rng(seed)
     count = min(REPRESENTATIVE_ROWS, len(representative))
     rows = representative[rng.choice(len(representative), count, replace=False)]
 
-    def dataset() -> Iterator[list[npt.NDArray[np.float32]]]:
-        for row in rows.astype(np.float32):
-            yield [row[np.newaxis, :]]
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = dataset
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    with _quiet_native_output() as log_file, warnings.catch_warnings():
-        # "Statistics for quantized inputs were expected": the representative set gives them.
-        warnings.simplefilter("ignore", UserWarning)
-        try:
-            return bytes(converter.convert())
-        except Exception as e:  # the converter raises many types; keep its log with them
-            log_file.seek(0)
-            tail = log_file.read().decode("utf-8", "replace")[-4000:]
-            raise RuntimeError(f"TFLite conversion failed: {e}\n{tail}") from e
-
-
-@contextlib.contextmanager
-def _quiet_native_output() -> Iterator[Any]:
-    """File descriptors 1 and 2 to a temporary file: the converter logs from C++ and Keras
-    prints an export summary, which would bury the progress bars and the summary table."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        try:
-            os.dup2(sink.fileno(), 1)
-            os.dup2(sink.fileno(), 2)
-            with contextlib.redirect_stdout(io.StringIO()):
-                yield sink
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
+    return keras_to_int8_tflite(model, rows.astype(np.float32))
 
 
 def run_int8(tflite_model: bytes, x: FloatArray) -> FloatArray:

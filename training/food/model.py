@@ -21,13 +21,8 @@ station loads it like any other model.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import os
-import sys
 import tempfile
-import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +31,8 @@ import numpy as np
 import numpy.typing as npt
 
 from device.nose.recording import CLASS_LABELS
+from training.tflite_export import keras_to_int8_tflite
+from training.tflite_export import tensorflow as _tf
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -55,14 +52,6 @@ class Predictions:
 
     probabilities: FloatArray
     tvc_log_cfu: FloatArray
-
-
-def _tf() -> Any:
-    """TensorFlow, imported on first use (slow to import; quiet about its CPU banner)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-
-    return tf
 
 
 def smelu(x: Any, beta: float = 1.0) -> Any:
@@ -202,7 +191,6 @@ def predict_float(model: Any, x: FloatArray) -> Predictions:
 
 def to_int8_tflite(model: Any, representative: FloatArray, seed: int) -> bytes:
     """Full-integer int8 TFLite (int8 input and outputs) with a dynamic batch axis."""
-    tf = _tf()
     rng = np.random.default_rng(seed)
     rows = representative[
         rng.choice(len(representative), min(REPRESENTATIVE_ROWS, len(representative)), False)
@@ -213,62 +201,7 @@ def to_int8_tflite(model: Any, representative: FloatArray, seed: int) -> bytes:
     # every range, for half the input resolution (still ~0.05 std a step).
     rows[::2] *= REPRESENTATIVE_STRETCH
 
-    def dataset() -> Iterator[list[npt.NDArray[np.float32]]]:
-        for row in rows:
-            yield [row[np.newaxis, :]]
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = dataset
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    with (
-        _native_output_to_file() as log,
-        contextlib.redirect_stdout(io.StringIO()),
-        warnings.catch_warnings(),
-    ):
-        # "Statistics for quantized inputs were expected": the int8 input's scale comes from
-        # the representative dataset, which is what we want.
-        warnings.simplefilter("ignore", UserWarning)
-        try:
-            return bytes(converter.convert())
-        except Exception as e:  # the converter raises many types; keep its log with them
-            raise RuntimeError(f"TFLite conversion failed: {e}\n{log.tail()}") from e
-
-
-class _CapturedOutput:
-    def __init__(self, sink: Any) -> None:
-        self._sink = sink
-
-    def tail(self, chars: int = 4000) -> str:
-        self._sink.flush()
-        self._sink.seek(0)
-        return str(self._sink.read().decode("utf-8", "replace")[-chars:])
-
-
-@contextlib.contextmanager
-def _native_output_to_file() -> Iterator[_CapturedOutput]:
-    """Send file descriptors 1 and 2 to a temporary file for the duration.
-
-    The converter logs from C++ and Keras prints its export summary on every conversion;
-    they would bury the progress bar and the summary table. Kept to explain a failure.
-    """
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        try:
-            os.dup2(sink.fileno(), 1)
-            os.dup2(sink.fileno(), 2)
-            yield _CapturedOutput(sink)
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
+    return keras_to_int8_tflite(model, rows)
 
 
 def output_indices(details: list[dict[str, Any]]) -> tuple[int, int]:
