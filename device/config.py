@@ -23,10 +23,12 @@ from device.errors import ConfigError
 from device.eye.settings import EyeConfig
 from device.mqtt.settings import MqttConfig
 from device.nose.mq import mq_type
+from device.paths import CONCEPTS_SUBDIR, MODELS_DIR_ENV, default_models_dir
 from device.validation import describe_validation_error
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MODELS_DIR = PROJECT_ROOT / "models"
+#: The models folder as this process started (``SENSES_MODELS_DIR``, else the checkout's).
+DEFAULT_MODELS_DIR = default_models_dir()
 DEFAULT_RECORDING = PROJECT_ROOT / "training" / "data" / "beef_wijaya" / "TS2.csv"
 
 ADS1115_PGA_V = (6.144, 4.096, 2.048, 1.024, 0.512, 0.256)
@@ -176,7 +178,11 @@ class EmulationConfig(_Section):
 
 class InferenceConfig(_Section):
     num_threads: int = Field(1, ge=1, le=4)
-    models_dir: Path = DEFAULT_MODELS_DIR
+    models_dir: Path = Field(
+        default_factory=default_models_dir,
+        description=f"the folder of model folders and concepts; default: ${MODELS_DIR_ENV}, "
+        "else the checkout's models/, else /opt/senses/models",
+    )
     deadline_s: float = Field(
         10.0, gt=0, description="longest one model call may take before the sense restarts it"
     )
@@ -204,6 +210,18 @@ class Config(_Section):
     link: LinkConfig = Field(default_factory=LinkConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
+
+    @model_validator(mode="after")
+    def _shipped_concepts_follow_the_models_dir(self) -> Self:
+        # The default concepts are the ones shipped in the models folder: when the file names
+        # another models folder but no concepts, take them from there, not from the default's.
+        if "concepts" in self.eye.model_fields_set or "models_dir" not in (
+            self.inference.model_fields_set
+        ):
+            return self
+        shipped = sorted((self.inference.models_dir / CONCEPTS_SUBDIR).glob("*.cav"))
+        eye = self.eye.model_copy(update={"concepts": shipped})
+        return self.model_copy(update={"eye": eye})
 
     @property
     def store_path(self) -> Path:

@@ -56,6 +56,7 @@ from device.errors import (
     ModelError,
     ModelNotFoundError,
 )
+from device.paths import models_dir_hint
 from device.validation import describe_validation_error
 
 log = logging.getLogger(__name__)
@@ -206,6 +207,8 @@ class ModelCard(BaseModel):
 
 
 def _restore_hint(folder: Path) -> str:
+    if not folder.parent.is_dir():
+        return models_dir_hint(folder.parent)
     return (
         f"restore the folder from git (`git checkout -- {folder}`) or train it again with "
         "`senses-train` (the food model: `senses-train food`)"

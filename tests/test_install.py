@@ -8,12 +8,15 @@ The unit is checked by systemd's own ``systemd-analyze verify`` and ``security``
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 import platform
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,8 +46,45 @@ def _as_unprivileged(command: Sequence[str]) -> list[str]:
     return ["setpriv", f"--reuid={NOBODY_UID}", f"--regid={NOBODY_UID}", "--clear-groups", *command]
 
 
+# What install.sh reads from its checkout: its own folder's files and the checkout's models.
+_INSTALLER_READS = (
+    "hardware/install.sh",
+    "hardware/README.md",
+    "hardware/WIRING.md",
+    "hardware/systemd",
+    "hardware/udev",
+    "models",
+    "pyproject.toml",
+)
+
+
+@functools.cache
+def _world_readable_checkout() -> Path:
+    """A copy of what the installer reads, in a folder every user can enter.
+
+    nobody cannot run the clone's own install.sh when any folder above the clone is private
+    (a ``mktemp -d`` folder is 0700, so are many home folders): the copy makes the tests
+    independent of where the repository was cloned and of the clone's umask.
+    """
+    root = Path(tempfile.mkdtemp(prefix="senses-installer-test-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    checkout = root / "senses"
+    for name in _INSTALLER_READS:
+        source, target = PROJECT_ROOT / name, checkout / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target)
+        else:
+            shutil.copy2(source, target)
+    (checkout / "device").mkdir()
+    for path in [root, *checkout.rglob("*"), checkout]:
+        executable = path.is_dir() or path.name == "install.sh"
+        path.chmod(0o755 if executable else 0o644)
+    return checkout
+
+
 def _install(*args: str, unprivileged: bool = True) -> subprocess.CompletedProcess[str]:
-    command = [str(INSTALL_SH), *args]
+    command = [str(_world_readable_checkout() / "hardware" / "install.sh"), *args]
     return subprocess.run(
         _as_unprivileged(command) if unprivileged else command,
         capture_output=True,
@@ -136,10 +176,16 @@ def test_dry_run_prints_every_step_and_changes_nothing() -> None:
         assert f"==> {step}" in out, f"step {step!r} missing from:\n{out}"
     assert "python3 -m venv --system-site-packages /opt/senses/venv" in out
     assert re.search(r"pip install .*\[device\]", out)
-    assert f"install -m 0644 {UNIT} /etc/systemd/system/senses.service" in out
-    assert f"install -m 0644 {UDEV_RULES} /etc/udev/rules.d/99-senses.rules" in out
+    hardware = _world_readable_checkout() / "hardware"
+    assert (
+        f"install -m 0644 {hardware}/systemd/senses.service /etc/systemd/system/senses.service"
+        in out
+    )
+    assert (
+        f"install -m 0644 {hardware}/udev/99-senses.rules /etc/udev/rules.d/99-senses.rules" in out
+    )
     assert "systemctl enable senses.service" in out
-    assert f"install -m 0644 {HARDWARE}/README.md {HARDWARE}/WIRING.md /opt/senses/doc/" in out
+    assert f"install -m 0644 {hardware}/README.md {hardware}/WIRING.md /opt/senses/doc/" in out
     assert "install -d -m 0750 -o senses -g senses /var/lib/senses" in out
     assert "dry run: nothing was changed" in out
     for path, existed in existed_before.items():
@@ -372,7 +418,10 @@ def test_unit_runs_what_the_installer_installs() -> None:
     assert unit["ExecStart"] == [f"{venv}/bin/senses run --config {config_file}"]
     assert unit["User"] == [_install_constant("SERVICE_USER")]
     assert unit["ReadWritePaths"] == [_install_constant("DATA_DIR")]
-    assert unit["Environment"] == [f"SENSES_DATA_DIR={_install_constant('DATA_DIR')}"]
+    assert unit["Environment"] == [
+        f"SENSES_DATA_DIR={_install_constant('DATA_DIR')}",
+        f"SENSES_MODELS_DIR={_install_constant('MODELS_DIR')}",
+    ]
     doc_dir = _install_constant("DOC_DIR")
     for document in unit["Documentation"][0].split():
         path = Path(document.removeprefix("file:"))

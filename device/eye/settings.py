@@ -21,8 +21,8 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-_PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
-DEFAULT_CONCEPTS_DIR = _PROJECT_ROOT / "models" / "concepts"
+from device.paths import default_concepts_dir
+
 #: Below the data folder: where AI-crop snapshots go unless ``snapshot_dir`` says otherwise.
 SNAPSHOT_SUBDIR = "eye_snapshots"
 
@@ -65,7 +65,7 @@ class EyeConfig(_Section):
     # Default: the concepts that ship in models/concepts (made by `senses eye train` from
     # licence-clean photos; see the README there), so `senses demo` shows the eye working.
     concepts: list[Path] = Field(
-        default_factory=lambda: sorted(DEFAULT_CONCEPTS_DIR.glob("*.cav")),
+        default_factory=lambda: sorted(default_concepts_dir().glob("*.cav")),
         description=".cav files made by `senses eye train`; all share one backbone pass",
     )
     threshold: float = Field(
