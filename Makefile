@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 DEVICE_STAMP := $(VENV)/.installed-device
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test lint typecheck pytest bench train-food pi-check system-deps clean
+.PHONY: demo test lint typecheck pytest bench train-food pi-check system-deps test-private-clone clean
 
 demo: $(DEVICE_STAMP)
 	$(VENV)/bin/senses demo
@@ -25,22 +25,20 @@ typecheck: $(DEV_STAMP)
 pytest: $(DEV_STAMP) system-deps
 	$(PY) -m pytest
 
-# Debian packages the tests need: dbus-daemon runs the private bus BlueZoo (a mock BlueZ)
-# lives on; EGL/GL (Mesa) let Kivy render the app's screens offscreen; PortAudio and
-# libsndfile are the ear's microphone and file back ends; Mosquitto is the real broker the
-# MQTT tests publish to; systemd and shellcheck check the unit file and the Pi installer. Installed
-# when missing and we are root (CI, a fresh Pi); otherwise we say how.
-SYSTEM_PACKAGES := dbus libegl1 libgl1 libgl1-mesa-dri libportaudio2 libsndfile1 mosquitto systemd shellcheck
-system-deps:
-	@missing=""; for p in $(SYSTEM_PACKAGES); do \
-	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	  else \
-	    echo "missing Debian packages: sudo apt-get install$$missing"; exit 1; \
-	  fi; \
-	fi
+# Programs and libraries outside Python the tests need (a private dbus-daemon for BlueZoo,
+# EGL/GL and Mesa for Kivy offscreen, PortAudio and libsndfile for the ear, Mosquitto, systemd-
+# analyze, shellcheck, setpriv): tests/system_deps.py looks for each itself (no dpkg needed),
+# installs them with apt-get when we are root on Debian, and otherwise says which are missing and
+# how to install them.
+system-deps: | $(PY)
+	$(PY) tests/system_deps.py
+
+# The installer tests from a fresh clone in a private (0700) folder, as a newcomer's clone
+# often is (mktemp -d, a 0700 home): nothing may depend on the clone's parent folders.
+test-private-clone: $(DEV_STAMP)
+	@private=$$(mktemp -d) && trap 'rm -rf "$$private"' EXIT && \
+	git clone --quiet . "$$private/senses" && \
+	cd "$$private/senses" && PYTHONPATH="$$PWD" $(CURDIR)/$(PY) -m pytest -q -p no:cacheprovider tests/test_install.py
 
 bench: $(DEVICE_STAMP)
 	$(VENV)/bin/senses bench nose
