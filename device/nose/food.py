@@ -380,17 +380,17 @@ class FoodTracker:
             )
         )
         self.state = FoodState.STARTING
-        events: list[Event] = [
-            self._health(
-                HealthStatus.OK,
-                f"food baseline taken from {BASELINE_MINUTES} minutes; first verdict in "
-                f"{self.classifier.minutes_to_verdict if self.classifier else 0} min",
-            )
-        ]
         last: list[Event] = []
-        for baseline_row in rows:  # the baseline minutes are the first of the window, as in training
+        # The baseline's minutes are also the first of the window, as in training.
+        for baseline_row in rows:
             last = self._on_minute(baseline_row)
-        return events + last
+        wait = self.classifier.minutes_to_verdict if self.classifier is not None else 0
+        done = self._health(
+            HealthStatus.OK,
+            f"food baseline taken from {BASELINE_MINUTES} minutes; "
+            + (f"first verdict in {wait} min" if wait else "verdicts start now"),
+        )
+        return [done, *last]
 
     def _state_reading(self, ts: float, warming_up: bool) -> FoodReading:
         if self.state is FoodState.BASELINE:
