@@ -133,10 +133,11 @@ def test_the_food_baseline_is_its_first_minutes_as_in_training(model, beef) -> N
     mark = box.tracker.mark_food_in("app")
     assert mark.accepted and f"{BASELINE_MINUTES} min" in mark.message
     food_in = box.minute
-    events = box.run(BASELINE_MINUTES + 40)
+    minutes = box.tracker.minutes_to_first_verdict + 30
+    events = box.run(minutes)
     first = foods(events)[0]
     assert first.food_state is FoodState.BASELINE and first.food_in_ts == pytest.approx(
-        clock.wall() - (BASELINE_MINUTES + 40) * 60, abs=61
+        clock.wall() - minutes * 60, abs=61
     )
     # The baseline is the median of the first BASELINE_MINUTES minutes after food-in, the
     # same call training makes on a run's first minutes.
@@ -168,7 +169,8 @@ def test_new_food_twice_restarts_the_baseline_and_says_so(model, beef) -> None: 
     clock = ManualClock()
     box = Box(tracker(model, clock), clock, beef)
     box.tracker.mark_food_in("app")
-    box.run(BASELINE_MINUTES + 20)
+    before = box.tracker.minutes_to_first_verdict + 10
+    box.run(before)
     assert verdicts(box.events)
     again = box.tracker.mark_food_in("Home Assistant")
     assert again.accepted and "starts over" in again.message
@@ -176,9 +178,9 @@ def test_new_food_twice_restarts_the_baseline_and_says_so(model, beef) -> None: 
     assert any("Home Assistant" in m for m in messages(events))
     assert foods(events)[0].food_state is FoodState.BASELINE
     assert not verdicts(events)
-    events = box.run(BASELINE_MINUTES + 5)
+    events = box.run(box.tracker.minutes_to_first_verdict)
     assert verdicts(events)
-    rows = slice(BASELINE_MINUTES + 20, 2 * BASELINE_MINUTES + 20)
+    rows = slice(before, before + BASELINE_MINUTES)
     assert box.tracker.classifier is not None
     np.testing.assert_allclose(
         box.tracker.classifier.baseline.rs_kohm,
@@ -199,7 +201,7 @@ def test_food_marked_in_during_warm_up_waits_for_warm_heaters(model, beef) -> No
         f.minutes_to_verdict == foods(events)[-1].minutes_to_verdict for f in foods(events)[1:]
     )
     warm_from = box.minute
-    events = box.run(BASELINE_MINUTES + 1)
+    events = box.run(box.tracker.minutes_to_first_verdict + 1)
     assert verdicts(events)
     rows = slice(warm_from, warm_from + BASELINE_MINUTES)
     assert box.tracker.classifier is not None
@@ -219,7 +221,7 @@ def test_a_sensor_unplugged_during_the_baseline_restarts_it_with_one_message(mod
     assert len(said) == 1 and "MQ4" in said[0] and "starts over" in said[0]
     assert all(f.food_state is FoodState.BASELINE for f in foods(events))
     back = box.minute
-    events = box.run(BASELINE_MINUTES + 1)
+    events = box.run(box.tracker.minutes_to_first_verdict + 1)
     assert verdicts(events)
     rows = slice(back, back + BASELINE_MINUTES)
     assert box.tracker.classifier is not None
@@ -234,7 +236,7 @@ def test_a_baseline_with_no_change_at_all_gives_no_verdicts_and_says_why(model, 
     flat = {k: np.full_like(v, v[0]) for k, v in beef.items()}
     box = Box(tracker(model, clock), clock, flat)
     box.tracker.mark_food_in("app")
-    events = box.run(BASELINE_MINUTES + 30)
+    events = box.run(box.tracker.minutes_to_first_verdict + 30)
     assert not verdicts(events)
     assert foods(events)[-1].food_state is FoodState.NO_CHANGE
     problem = [e for e in events if isinstance(e, Health) and e.status is HealthStatus.DEGRADED]
@@ -243,14 +245,14 @@ def test_a_baseline_with_no_change_at_all_gives_no_verdicts_and_says_why(model, 
     # Pressing New food with working sensors recovers.
     box.beef = beef
     box.tracker.mark_food_in("app")
-    assert verdicts(box.run(BASELINE_MINUTES + 2))
+    assert verdicts(box.run(box.tracker.minutes_to_first_verdict + 2))
 
 
 def test_the_food_state_survives_a_restart(model, beef, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     clock = ManualClock()
     box = Box(tracker(model, clock, tmp_path), clock, beef)
     box.tracker.mark_food_in("app")
-    box.run(BASELINE_MINUTES + 5)
+    box.run(box.tracker.minutes_to_first_verdict + 5)
     before = box.tracker.classifier
     assert before is not None
     saved = json.loads((tmp_path / "food_state.json").read_text())
@@ -264,7 +266,7 @@ def test_the_food_state_survives_a_restart(model, beef, tmp_path: Path) -> None:
     np.testing.assert_allclose(
         restarted.tracker.classifier.baseline.rs_kohm, before.baseline.rs_kohm
     )
-    events = restarted.run(BASELINE_MINUTES + 2)
+    events = restarted.run(box.tracker.minutes_to_first_verdict + 2)
     assert any("baseline restored" in m for m in messages(events))
     assert verdicts(events) and verdicts(events)[0].food_in_ts == box.tracker.food_in_ts
     assert foods(events)[0].food_state is FoodState.STARTING
@@ -278,7 +280,7 @@ def test_power_lost_during_the_baseline_starts_it_over(model, beef, tmp_path: Pa
     restarted = Box(tracker(model, clock, tmp_path), clock, beef)
     restarted.minute = box.minute
     assert restarted.tracker.state is FoodState.BASELINE
-    events = restarted.run(BASELINE_MINUTES + 1)
+    events = restarted.run(box.tracker.minutes_to_first_verdict + 1)
     assert any("restarted during the food baseline" in m for m in messages(events))
     assert verdicts(events)
 

@@ -45,6 +45,12 @@ class Kitchen:
     clock: ManualClock
     data_dir: Path
 
+    @property
+    def first_verdict(self) -> int:
+        """Minutes from food-in to the first verdict (the model's window, or the baseline)."""
+        assert self.nose.service.food is not None
+        return self.nose.service.food.minutes_to_first_verdict
+
     def minutes(self, count: int) -> list[Any]:
         """Run the nose for ``count`` minutes (one reading each) into the store."""
         events: list[Any] = []
@@ -109,7 +115,7 @@ async def test_the_app_button_marks_food_in_and_verdicts_follow(
     await wait_until(lambda: state.food is not None and state.food["food_state"] == "baseline")
     assert state.food is not None and state.food["minutes_to_verdict"] >= 1
     assert state.food["food_in_ts"] == pytest.approx(kitchen.clock.wall() - 120, abs=61)
-    events = kitchen.minutes(BASELINE_MINUTES + 30)
+    events = kitchen.minutes(kitchen.first_verdict + 30)
     verdicts = [e for e in events if isinstance(e, FoodReading) and e.label is not None]
     assert verdicts and all(v.food_state is FoodState.READY for v in verdicts)
     await wait_until(lambda: state.food is not None and state.food["food_state"] == "ready")
@@ -131,7 +137,7 @@ async def test_new_food_pressed_again_restarts_the_baseline(
     running(connection)
     await wait_until(lambda: state.connection is ConnectionState.CONNECTED)
     assert (await connection.new_food())[0] is ResultCode.OK
-    kitchen.minutes(BASELINE_MINUTES + 15)
+    kitchen.minutes(kitchen.first_verdict + 5)
     await wait_until(lambda: state.food is not None and state.food["food_state"] == "ready")
     code, message = await connection.new_food()
     assert code is ResultCode.OK and "starts over" in message
