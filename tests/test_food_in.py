@@ -371,3 +371,25 @@ def test_food_states_cross_the_wire() -> None:
         ]
         == "ready"
     )
+
+
+def test_the_demo_dashboard_says_why_there_is_no_verdict() -> None:
+    from device.sinks import StationDashboard
+
+    dashboard = StationDashboard()
+    dashboard.handle(
+        FoodReading(
+            ts=1.0,
+            label=None,
+            confidence=None,
+            probabilities={},
+            freshness=None,
+            trend=Trend.UNKNOWN,
+            freshness_per_hour=None,
+            warming_up=False,
+            food_state=FoodState.NO_FOOD,
+        )
+    )
+    assert "no food marked in" in str(dashboard._verdict())
+    dashboard.on_phone(3, {"type": "food", "label": None, "food_state": "no_food"})
+    assert dashboard.phone_last is None  # "latest verdict" stays a verdict
