@@ -772,3 +772,46 @@ def test_the_station_runtime_feeds_home_assistant(
     station.emit(bird(T0))
     assert ha.wait_for(f"{BASE}/bird").json()["species"] == "Erithacus rubecula"
     assert station.sinks == [sink], "the station dropped the MQTT sink"
+
+
+def test_pressing_the_button_marks_food_in_on_a_running_station(
+    broker: Broker, listen: Callable[[], Listener], tmp_path: Path
+) -> None:
+    """`senses run` with MQTT on: Home Assistant's button reaches the nose, which takes the
+    food's baseline and then gives verdicts, all seen on the food topic."""
+    config = tmp_path / "senses.toml"
+    config.write_text(
+        f'[station]\nname = "{STATION}"\ndata_dir = "{tmp_path / "data"}"\n'
+        '[hardware]\nmode = "emulated"\n[link]\nenabled = false\n'
+        "[nose]\nwarmup_s = 60\ncalibration_s = 60\nsample_period_s = 10\n"
+        "[emulation]\nspeed = 600\n[eye]\nenabled = false\n[ear]\nenabled = false\n"
+        f'[mqtt]\nenabled = true\nhost = "127.0.0.1"\nport = {broker.port}\n'
+        "reconnect_min_s = 1\nreconnect_max_s = 1\n"
+    )
+    ha = listen()
+    station = subprocess.Popen(
+        [sys.executable, "-m", "device.cli", "run", "--config", str(config), "--quiet"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": "unix:path=/nonexistent"},
+    )
+    try:
+        for attempt in range(6):  # the station starts (imports, model) slowly on a busy machine
+            try:
+                button = ha.wait_for(f"homeassistant/button/{NODE}/new_food/config").json()
+                break
+            except AssertionError:
+                assert station.poll() is None and attempt < 5, "the station did not start"
+        no_food = ha.wait_for(f"{BASE}/food", lambda m: m.json()["food_state"] == "no_food")
+        assert no_food.json()["verdict"] is None
+        ha.client.publish(button["command_topic"], button["payload_press"], qos=1)
+        baseline = ha.wait_for(f"{BASE}/food", lambda m: m.json()["food_state"] == "baseline")
+        assert baseline.json()["food_in"] is not None
+        verdict = ha.wait_for(f"{BASE}/food", lambda m: m.json()["food_state"] == "ready")
+        assert verdict.json()["verdict"] in {"fresh", "spoiling", "spoiled"}
+    finally:
+        station.send_signal(signal.SIGTERM)
+        try:
+            station.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            station.kill()
