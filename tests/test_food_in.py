@@ -393,3 +393,28 @@ def test_the_demo_dashboard_says_why_there_is_no_verdict() -> None:
     assert "no food marked in" in str(dashboard._verdict())
     dashboard.on_phone(3, {"type": "food", "label": None, "food_state": "no_food"})
     assert dashboard.phone_last is None  # "latest verdict" stays a verdict
+
+
+def test_request_and_answer_files_are_readable_by_another_user(model, beef, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The CLI may run as root while the station runs as its own user."""
+    clock = ManualClock()
+    box = Box(tracker(model, clock, tmp_path), clock, beef)
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def station() -> None:
+        request = tmp_path / "new_food.request"
+        while not stop.is_set():
+            if request.exists():
+                seen.append(request.stat().st_mode & 0o777)
+            box.run(1)
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=station)
+    thread.start()
+    try:
+        assert request_new_food(tmp_path / "new_food.request", timeout_s=10).accepted
+    finally:
+        stop.set()
+        thread.join()
+    assert seen and all(mode == 0o644 for mode in seen)

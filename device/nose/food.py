@@ -38,6 +38,7 @@ in the data folder after every change, so a power cut leaves the old file or the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -82,6 +83,8 @@ FLAT_SPREAD = 1e-3
 #: A request from the CLI older than this (seconds, real time) was written while the station
 #: was not running; it is dropped rather than marking food in hours late.
 REQUEST_MAX_AGE_S = 300.0
+#: Permissions of the request and answer files: the CLI may run as another user (root).
+SHARED_FILE_MODE = 0o644
 
 
 @dataclass(frozen=True)
@@ -145,11 +148,16 @@ def _optional_float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def write_json_atomically(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON so that a power cut leaves the old file or the new one."""
+def write_json_atomically(path: Path, data: Any, *, mode: int | None = None) -> None:
+    """Write ``data`` as JSON so that a power cut leaves the old file or the new one.
+
+    ``mode``: the file's permissions (a temporary file is created 0600; the CLI's request and
+    the station's answer must be readable by the other side, which may be another user)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
+        if mode is not None:
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(data, handle, indent=2)
             handle.flush()
@@ -533,6 +541,7 @@ class FoodTracker:
             write_json_atomically(
                 path.with_name(path.name + ANSWER_SUFFIX),
                 {"id": request_id, "accepted": answer.accepted, "message": answer.message},
+                mode=SHARED_FILE_MODE,
             )
         except OSError as e:
             log.warning("cannot answer the new-food request: %s", e)
@@ -550,8 +559,13 @@ def request_new_food(
     """
     answer = request.with_name(request.name + ANSWER_SUFFIX)
     request_id = uuid.uuid4().hex
-    answer.unlink(missing_ok=True)
-    write_json_atomically(request, {"id": request_id, "written": time.time(), "source": source})
+    with contextlib.suppress(OSError):  # an old answer: ours is told apart by its id anyway
+        answer.unlink(missing_ok=True)
+    write_json_atomically(
+        request,
+        {"id": request_id, "written": time.time(), "source": source},
+        mode=SHARED_FILE_MODE,
+    )
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
@@ -560,10 +574,12 @@ def request_new_food(
             time.sleep(0.1)
             continue
         if data.get("id") == request_id:
-            answer.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # the station's file; it is replaced next time
+                answer.unlink(missing_ok=True)
             return FoodMark(bool(data["accepted"]), str(data["message"]))
         time.sleep(0.1)
-    request.unlink(missing_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        request.unlink()
     raise TimeoutError(
         f"no station picked up the request in {timeout_s:.0f} s: is `senses run` running "
         f"with its data in {request.parent}? (start it, then run this again)"
