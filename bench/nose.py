@@ -27,6 +27,7 @@ from typing import Any
 
 from device.clock import ManualClock
 from device.config import AdcConfig, Config
+from device.events import FoodReading
 from device.nose.ads1115 import ADS1115
 from device.runtime import build_nose
 
@@ -71,7 +72,12 @@ def run(seconds: float = 4.0) -> dict[str, Any]:
     config = _bench_config(Path(tempfile.mkdtemp(prefix="senses-bench-")))
     clock = ManualClock()
     setup = build_nose(
-        config, clock, emulated=True, calibrate_after_warmup=True, calibration_max_spread=None
+        config,
+        clock,
+        emulated=True,
+        calibrate_after_warmup=True,
+        calibration_max_spread=None,
+        food_in_at_start="bench",  # verdicts only come once food is marked in
     )
     assert setup.emulation is not None
     driver = ADS1115(setup.bus, 0x48, clock=clock)
@@ -86,7 +92,7 @@ def run(seconds: float = 4.0) -> dict[str, Any]:
     def one_pipeline_sample() -> int:
         nonlocal verdicts
         events = setup.service.step()
-        verdicts += sum(1 for e in events if e.type == "food")
+        verdicts += sum(1 for e in events if isinstance(e, FoodReading) and e.label is not None)
         clock.advance(config.nose.sample_period_s)
         return channels
 

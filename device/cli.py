@@ -2,7 +2,7 @@
 
 senses demo [--seconds N] [--json] [--senses nose] [--speed X]
 senses run [--config FILE]
-senses nose calibrate | record | replay
+senses nose calibrate | new-food | record | replay
 senses bench nose [--json]
 """
 
@@ -171,8 +171,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if built.nose is not None:
         console.print(
             f"  nose: replays {recording.name} (beef, 36 h) at {speed:g}× through the real "
-            f"ADS1115/SHT31 drivers; heaters warm up for {DEMO_WARMUP_S / 60:.0f} min, then "
-            f"{BASELINE_MINUTES} min of calibration"
+            f"ADS1115/SHT31 drivers; heaters warm up for {DEMO_WARMUP_S / 60:.0f} min. The "
+            "recording starts with the meat in the box, so the demo marks new food in at its "
+            f"start: its first {BASELINE_MINUTES} warm minutes are the food's baseline (and "
+            "the R0 for ppm)"
         )
     if built.eye is not None:
         concepts = ", ".join(built.eye.service.concept_names()) or "none"
@@ -257,6 +259,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         calibrate_after_warmup=True,
         scene_hold_s=config.nose.warmup_s + config.nose.calibration_s,
         preheated_s=0.0 if not args.assume_warm else math.inf,
+        keep_food_state=False,
     )
     service = setup.service
     console.print(
@@ -288,6 +291,31 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_new_food(args: argparse.Namespace) -> int:
+    """Tell the running station that new food is in the box (its request file, see
+    :func:`device.nose.food.request_new_food`)."""
+    from device.nose.food import request_new_food
+
+    config = _config(args)
+    console = Console()
+    try:
+        answer = request_new_food(config.food_request_path, timeout_s=args.timeout)
+    except TimeoutError as e:
+        console.print(f"[red]not marked in[/]: {e}")
+        return 1
+    except OSError as e:
+        console.print(
+            f"[red]not marked in[/]: cannot write the request in {config.station.data_dir} "
+            f"({e}); run this as the station's user (e.g. `sudo -u senses senses nose new-food`)"
+        )
+        return 1
+    if not answer.accepted:
+        console.print(f"[red]not marked in[/]: {answer.message}")
+        return 1
+    console.print(answer.message)
+    return 0
+
+
 def cmd_record(args: argparse.Namespace) -> int:
     config = _config(args)
     emulated = config.hardware.use_emulation()
@@ -298,6 +326,7 @@ def cmd_record(args: argparse.Namespace) -> int:
         emulated=emulated,
         scene_hold_s=config.nose.warmup_s,
         preheated_s=0.0,
+        keep_food_state=False,
     )
     names = tuple(s.name for s in config.nose.sensors)
     writer = RecordingWriter(Path(args.out), names, args.label)
@@ -361,6 +390,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         calibrate_after_warmup=True,
         calibration_max_spread=None,
         calibration_source=f"first {BASELINE_MINUTES} minutes of {path.name}",
+        # The recording starts with the food in the box, as a training run does: marking it
+        # in at the start takes the same baseline training took, so the figures match.
+        keep_food_state=False,
+        food_in_at_start=f"start of {path.name}",
     )
     assert setup.emulation is not None
     scene = setup.emulation.scene
@@ -378,6 +411,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
         for event in events:
             if isinstance(event, NoseReading):
                 truth_at[event.ts] = minute_and_label
+            elif isinstance(event, FoodReading) and event.label is None:
+                if not args.json:
+                    _replay_state(console, event)
             elif isinstance(event, FoodReading):
                 minute, truth = truth_at.get(event.ts, (-1, None))
                 results.append((minute, truth, event))
@@ -398,8 +434,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay_state(console: Console, food: FoodReading) -> None:
+    """A minute without a verdict: taking the food's baseline, or filling the window."""
+    if food.minutes_to_verdict:
+        console.print(
+            f"  {food.food_state.value}: first verdict in {food.minutes_to_verdict} min",
+            style="dim",
+        )
+
+
 def _replay_row(console: Console, minute: int, truth: str | None, food: FoodReading) -> None:
     truth_text = f"truth {truth} ({VERDICT_OF_CLASS[truth].value})" if truth else ""
+    assert food.label is not None and food.confidence is not None and food.freshness is not None
     console.print(
         f"minute {minute:5d}  [{VERDICT_STYLE[food.label]}]{food.label.value:8}[/]"
         f"  {food.confidence:4.0%}  freshness {food.freshness:4.0%}  {truth_text}"
@@ -413,7 +459,7 @@ def _replay_summary(console: Console, results: list[tuple[int, str | None, FoodR
         return
     three_way = sum(VERDICT_OF_CLASS[t] is f.label for t, f in labelled) / len(labelled)
     fresh = sum(
-        (VERDICT_OF_CLASS[t].value == "fresh") == (f.label.value == "fresh") for t, f in labelled
+        (VERDICT_OF_CLASS[t].value == "fresh") == (f.label == "fresh") for t, f in labelled
     ) / len(labelled)
     summary = {
         "verdicts": len(results),
@@ -479,6 +525,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     calibrate.add_argument("--speed", type=float, help="time acceleration (emulated only)")
     calibrate.set_defaults(handler=cmd_calibrate)
+
+    new_food = nose.add_parser(
+        "new-food",
+        help="tell the running station new food is in the box (it takes the food's baseline)",
+    )
+    new_food.add_argument("--config", help="the TOML config the station runs with")
+    new_food.add_argument(
+        "--timeout", type=float, default=15.0, help="seconds to wait for the station's answer"
+    )
+    new_food.set_defaults(handler=cmd_new_food)
 
     record = nose.add_parser("record", help="record a session as CSV (the training format)")
     record.add_argument("--out", required=True, help="CSV file to write")

@@ -231,6 +231,16 @@ class Config(_Section):
     def calibration_path(self) -> Path:
         return self.station.data_dir / "nose_calibration.json"
 
+    @property
+    def food_state_path(self) -> Path:
+        """The food in the box and its baseline (device/nose/food.py), across restarts."""
+        return self.station.data_dir / "food_state.json"
+
+    @property
+    def food_request_path(self) -> Path:
+        """Where ``senses nose new-food`` asks the running station to mark food in."""
+        return self.station.data_dir / "new_food.request"
+
 
 def parse_config(data: dict[str, object], *, source: str = "<config>") -> Config:
     try:

@@ -80,8 +80,17 @@ class Daemon:
         from device.mqtt.sink import MqttSink
 
         sink = MqttSink(config.mqtt, station_name=config.station.name)
+        sink.on_new_food = self._new_food_from_home_assistant
         sink.start()
         return sink
+
+    def _new_food_from_home_assistant(self) -> str:
+        """Home Assistant's "New food in the box" (on paho's thread; the nose may have been
+        rebuilt by a reload since the sink started, so it is looked up now)."""
+        nose = getattr(self, "senses", StationSenses()).nose
+        if nose is None:
+            return "not marked in: the nose is not running"
+        return nose.service.mark_food_in("Home Assistant").message
 
     def _build(self, names: list[str]) -> StationSenses:
         config = self.config

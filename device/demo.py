@@ -1,10 +1,11 @@
 """The station as ``senses demo`` (and the app's ``--demo``) run it: emulated, accelerated.
 
 The emulated nose replays a real beef recording at :data:`DEMO_SPEED` through the real
-drivers; its heaters warm up for :data:`DEMO_WARMUP_S`, then the first
-:data:`~device.nose.features.BASELINE_MINUTES` of the recording are its baseline, as in
-training (the recordings start with the meat already in the box, so those minutes are not
-clean air and the clean-air stability check is off).
+drivers; its heaters warm up for :data:`DEMO_WARMUP_S`. The recordings start with the meat
+already in the box, so the demo marks new food in at its start (:data:`DEMO_FOOD_SOURCE`) and
+the first :data:`~device.nose.features.BASELINE_MINUTES` warm minutes are the food's baseline,
+as in training. The same minutes give the clean-air R0 for ppm (not clean air, so the
+clean-air stability check is off).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from device.runtime import NoseSetup, build_nose
 DEMO_SPEED = 300.0
 DEMO_WARMUP_S = 300.0
 DEMO_SAMPLE_PERIOD_S = 10.0
+#: How the demo's automatic "new food in the box" is named in its messages.
+DEMO_FOOD_SOURCE = "demo: the recording starts with the meat in the box"
 
 
 def demo_config(config: Config, data_dir: Path) -> Config:
@@ -52,4 +55,5 @@ def build_demo_nose(config: Config, clock: Clock) -> NoseSetup:
         ),
         scene_hold_s=DEMO_WARMUP_S,
         preheated_s=0.0,
+        food_in_at_start=DEMO_FOOD_SOURCE,
     )

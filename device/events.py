@@ -38,6 +38,26 @@ class FoodVerdict(enum.StrEnum):
     SPOILED = "spoiled"
 
 
+class FoodState(enum.StrEnum):
+    """Where the station is with the food in the box (see :mod:`device.nose.food`).
+
+    Verdicts are measured against the food's own first minutes in the box, as in training, so
+    until someone says "new food in the box" there is nothing to measure against and the
+    station says so instead of guessing.
+    """
+
+    NO_FOOD = "no_food"
+    """Nobody marked food in: no verdicts (press "New food" in the app, HA or the CLI)."""
+    BASELINE = "baseline"
+    """Taking the food's baseline: its first minutes in the box (waits out a warm-up)."""
+    STARTING = "starting"
+    """Baseline taken; gathering the minutes of history the first verdict needs."""
+    READY = "ready"
+    """Verdicts are given."""
+    NO_CHANGE = "no_change"
+    """The baseline saw no change at all in any gas reading: sensors not connected?"""
+
+
 class Trend(enum.StrEnum):
     IMPROVING = "improving"
     STEADY = "steady"
@@ -106,17 +126,25 @@ class FoodReading(Event):
     freshness of the last readings. ``warming_up`` marks verdicts made while a sensor was
     still heating: shown, but not to be trusted. ``tvc_log_cfu`` is the model's estimate of
     the total viable count (log10 CFU/g; ``None`` from models without that output).
+
+    ``food_state`` says whether this is a verdict (:attr:`FoodState.READY`) or where the
+    station is before one (no food marked in, taking the food's baseline, ...); only a READY
+    reading has a ``label``, ``confidence`` and ``freshness``. ``food_in_ts`` is when the
+    food was marked in, ``minutes_to_verdict`` how long until the first verdict.
     """
 
     type: ClassVar[str] = "food"
-    label: FoodVerdict
-    confidence: float
+    label: FoodVerdict | None
+    confidence: float | None
     probabilities: Mapping[str, float]
-    freshness: float
+    freshness: float | None
     trend: Trend
     freshness_per_hour: float | None
     warming_up: bool
     tvc_log_cfu: float | None = None
+    food_state: FoodState = FoodState.READY
+    food_in_ts: float | None = None
+    minutes_to_verdict: int | None = None
 
 
 @dataclass(frozen=True)

@@ -87,13 +87,17 @@ def build_nose(
     load_saved_calibration: bool = True,
     scene_hold_s: float = 0.0,
     preheated_s: float = math.inf,
+    keep_food_state: bool = True,
+    food_in_at_start: str | None = None,
 ) -> NoseSetup:
     """Open the nose on the real bus or the emulated one, with its model and calibration.
 
     A missing or corrupt model, or a missing calibration, is not fatal: the nose still
     produces readings, and a Health event says what is wrong and how to fix it.
     ``scene_hold_s`` and ``preheated_s`` shape the emulated scene (see
-    :meth:`hardware.sim.nose.EmulatedNose.from_config`).
+    :meth:`hardware.sim.nose.EmulatedNose.from_config`). ``keep_food_state``: the food state
+    lives in the data folder (the station; off for one-off commands and replays, which must not
+    touch the station's food); ``food_in_at_start`` marks food in at once (replays, the demo).
     """
     events: list[Event] = []
     emulation = None
@@ -142,6 +146,9 @@ def build_nose(
         calibrate_after_warmup=calibrate_after_warmup,
         calibration_max_spread=calibration_max_spread,
         calibration_source=calibration_source,
+        food_state_path=config.food_state_path if keep_food_state else None,
+        food_request_path=config.food_request_path if keep_food_state else None,
+        food_in_at_start=food_in_at_start,
     )
     return NoseSetup(service=service, bus=bus, emulation=emulation, events=events)
 

@@ -55,6 +55,13 @@ class StationSenses:
                 return ResultCode.OK if ear.set_threshold(value) else ResultCode.INVALID_ARGUMENT
             return ResultCode.INVALID_ARGUMENT
 
+        nose = self.nose.service if self.nose is not None else None
+
+        def new_food() -> tuple[ResultCode, str]:
+            assert nose is not None
+            mark = nose.mark_food_in("app")
+            return (ResultCode.OK if mark.accepted else ResultCode.UNAVAILABLE), mark.message
+
         def concepts() -> tuple[list[str], str | None]:
             assert eye is not None
             active = eye.active_concepts()
@@ -65,6 +72,7 @@ class StationSenses:
             set_threshold=set_threshold if eye is not None or ear is not None else None,
             concepts=concepts if eye is not None else None,
             summary=summary,
+            new_food=new_food if nose is not None else None,
         )
 
 

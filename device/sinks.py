@@ -110,7 +110,7 @@ class StationDashboard:
     def on_phone(self, seq: int, payload: Mapping[str, Any]) -> None:
         """What the simulated phone decoded from the BLE link (called on the link's thread)."""
         self.phone_messages += 1
-        if payload.get("type") == "food":
+        if payload.get("type") == "food" and payload.get("label"):
             self.phone_last = {"seq": seq, **payload}
 
     def handle(self, event: Event) -> None:
@@ -181,6 +181,12 @@ class StationDashboard:
         if food is None:
             waiting = "warming up" if self.reading and self.reading.warming_up else "collecting"
             return Text(f"Food: no verdict yet ({waiting}) {self.caption}", style="dim")
+        if food.label is None:
+            from device.nose.food import describe_food_state
+
+            text = Text(f"Food: {describe_food_state(food.food_state, food.minutes_to_verdict)}")
+            text.append(f"  {self.caption}", style="dim")
+            return text
         text = Text("Food: ")
         text.append(food.label.value.upper(), style=VERDICT_STYLE[food.label])
         text.append(

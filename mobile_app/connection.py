@@ -834,3 +834,17 @@ class StationConnection:
             return ResultCode.UNAVAILABLE, "The station did not answer; try again."
         self.state.set_active_concept(name)
         return ResultCode.OK, f"The camera now looks for “{name}”."
+
+    async def new_food(self) -> tuple[ResultCode, str]:
+        """Tell the station new food is in the box: it takes the food's baseline over the
+        next minutes, then gives verdicts. Returns the answer and what to tell the user."""
+        try:
+            result = await self.request("new_food")
+        except ControlRefusedError as e:
+            return e.code, e.user_message
+        except LinkError as e:
+            return ResultCode.UNAVAILABLE, f"Not connected to the station ({e})."
+        except TimeoutError:
+            return ResultCode.UNAVAILABLE, "The station did not answer; try again."
+        self.state.new_food_marked()
+        return ResultCode.OK, str(result.payload.get("detail") or "New food marked in.")

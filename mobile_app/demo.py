@@ -31,7 +31,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 
@@ -286,6 +286,13 @@ async def simulated_station(
             sim.simulated_senses = ()
         if nose:
             setup = build_demo_nose(config, clock)
+            nose_service = setup.service
+
+            def new_food() -> tuple[ResultCode, str]:
+                mark = nose_service.mark_food_in("app")
+                return (ResultCode.OK if mark.accepted else ResultCode.UNAVAILABLE), mark.message
+
+            core.handlers = replace(core.handlers, new_food=new_food)
             sim.recording = config.emulation.recording.name
             for event in setup.events:
                 station.emit(event)

@@ -58,6 +58,42 @@ Severity = Literal["info", "warning", "danger"]
 _SEVERITY_RANK: Final[dict[str, int]] = {"info": 0, "warning": 1, "danger": 2}
 _FOOD_RANK: Final[dict[str, int]] = {"fresh": 0, "spoiling": 1, "spoiled": 2}
 
+#: What the app says while the station has no verdict (``food_state`` of a food message, see
+#: device/events.py FoodState): a headline and a sentence; ``{wait}`` is the time to a verdict.
+FOOD_STATE_TEXT: Final[dict[str, tuple[str, str]]] = {
+    "no_food": (
+        "No food marked in",
+        "Put food in the box, then press “New food in the box” on the Nose screen: the "
+        "station learns how it smells now and judges it against that.",
+    ),
+    "baseline": (
+        "Taking the baseline",
+        "The station is learning how this food smells now{wait}.",
+    ),
+    "starting": ("Almost ready", "Gathering the readings the first verdict needs{wait}."),
+    "no_change": (
+        "Sensors not responding",
+        "The gas readings did not change at all while taking the baseline: check the sensors "
+        "are connected and powered, then press “New food in the box” again.",
+    ),
+}
+
+
+def food_state_text(food: Mapping[str, Any] | None) -> tuple[str, str] | None:
+    """Headline and explanation when ``food`` is not a verdict; None for a verdict (or a
+    station too old to send ``food_state``, which only sent verdicts)."""
+    if food is None:
+        return None
+    state = food.get("food_state")
+    if not state or state == "ready":
+        return None
+    headline, text = FOOD_STATE_TEXT.get(
+        str(state), ("No verdict yet", "The station has no verdict yet ({state}).")
+    )
+    minutes = food.get("minutes_to_verdict")
+    wait = f": first verdict in about {minutes} min" if isinstance(minutes, int) and minutes else ""
+    return headline, text.format(wait=wait, state=state)
+
 
 class ConnectionState(enum.StrEnum):
     """Where the app is with the station's BLE link."""
@@ -483,9 +519,17 @@ class AppState:
             self.last_seq = 0
             self.newest_seq = {}
 
+    def new_food_marked(self) -> None:
+        """The station took new food in (from this app, or anywhere: see ``_apply_food``):
+        the alerts are about the new food, so a spoiling verdict is news again."""
+        self._trusted_food = None
+        self._changed()
+
     def _apply_food(self, food: dict[str, Any], out: list[Alert]) -> None:
         ts = _number(food.get("ts")) or self.now()
         self.food = food
+        if food.get("food_state") in ("no_food", "baseline"):
+            self._trusted_food = None  # new food (or none): its alerts start afresh
         label = food.get("label")
         if food.get("warming_up") or label not in _FOOD_RANK:
             return  # shown, never trusted: no history point, no alert

@@ -454,3 +454,23 @@ def test_store_opens_and_passes_quick_check_and_a_damaged_one_fails(tmp_path: Pa
     damaged = by_name(check_disk(config))["store"]
     assert damaged.status is Status.FAIL
     assert "mv " in damaged.fix
+
+
+def test_food_state_says_whether_food_is_marked_in(tmp_path: Path) -> None:
+    from device.doctor.nose import check_food_state
+    from device.nose.food import SavedFoodState
+
+    config = parse_config({"station": {"data_dir": str(tmp_path)}})
+    (none,) = check_food_state(config)
+    assert none.status is Status.OK and "no food marked in" in none.detail
+    SavedFoodState(1_700_000_000.0, "app", {"MQ2": 10.0}, 20.0, 50.0).save(config.food_state_path)
+    (taken,) = check_food_state(config)
+    assert taken.status is Status.OK and "baseline taken" in taken.detail
+    SavedFoodState(1_700_000_000.0, "app", None, None, None, no_change=True).save(
+        config.food_state_path
+    )
+    (flat,) = check_food_state(config)
+    assert flat.status is Status.WARN and "New food" in flat.fix
+    config.food_state_path.write_text("{")
+    (damaged,) = check_food_state(config)
+    assert damaged.status is Status.WARN and "new-food" in damaged.fix

@@ -22,7 +22,7 @@ import time
 import tomllib
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from device.events import (
     ChannelStatus,
     ConceptScore,
     FoodReading,
+    FoodState,
     FoodVerdict,
     Health,
     HealthStatus,
@@ -60,6 +61,8 @@ T0 = datetime(2026, 5, 1, 7, 30, tzinfo=UTC).timestamp()
 STATION_ENTITIES = {
     ("sensor", "food_verdict"),
     ("sensor", "food_freshness"),
+    ("sensor", "food_state"),
+    ("button", "new_food"),
     ("sensor", "temperature"),
     ("sensor", "humidity"),
     ("sensor", "last_bird"),
@@ -332,6 +335,10 @@ def test_discovery_configs_are_retained_and_describe_one_device(
         assert message.retain, f"{component}/{object_id} config is not retained"
         config = message.json()
         unique_ids.add(config["unique_id"])
+        if component == "button":  # no state: it sends commands
+            assert config["command_topic"].startswith(f"{BASE}/")
+            assert config["availability_topic"] == f"{BASE}/status"
+            continue
         assert config["state_topic"].startswith(f"{BASE}/")
         assert config["availability_topic"] == f"{BASE}/status"
         assert config["payload_available"] == "online"
@@ -403,6 +410,62 @@ def test_events_become_the_states_home_assistant_shows(
     recovered = ha.wait_for(f"{BASE}/health", lambda m: m.json()["problems"] == [])
     assert rendered_state(health_config, recovered) == health_config["payload_off"]
     assert sink.stats().dropped == 0
+
+
+def test_the_new_food_button_reaches_the_station_and_the_food_state_shows(
+    sink: MqttSink, listen: Callable[[], Listener]
+) -> None:
+    ha = listen()
+    configs = {k: m.json() for k, m in ha.discovery_configs(len(STATION_ENTITIES)).items()}
+    button = configs[("button", "new_food")]
+    pressed = threading.Event()
+
+    def new_food() -> str:
+        pressed.set()
+        return "New food marked in"
+
+    sink.on_new_food = new_food
+    # Home Assistant presses the button: a live (not retained) message on its command topic.
+    ha.client.publish(button["command_topic"], "nonsense", qos=1)
+    ha.client.publish(button["command_topic"], button["payload_press"], qos=1)
+    assert pressed.wait(WAIT_S), "the station never heard the button"
+
+    # Until food is marked in and its baseline taken, the state says so; no verdict.
+    sink.handle(
+        replace(
+            food(T0),
+            label=None,
+            confidence=None,
+            freshness=None,
+            probabilities={},
+            food_state=FoodState.BASELINE,
+            food_in_ts=T0 - 120,
+            minutes_to_verdict=8,
+        )
+    )
+    state = ha.wait_for(f"{BASE}/food")
+    assert rendered_state(configs[("sensor", "food_state")], state) == "baseline"
+    assert rendered_state(configs[("sensor", "food_verdict")], state) is None  # HA: unknown
+    assert state.json()["minutes_to_verdict"] == 8
+    assert "baseline" in configs[("sensor", "food_state")]["options"]
+
+
+def test_a_retained_press_does_not_mark_food_in_at_every_reconnect(
+    broker: Broker, listen: Callable[[], Listener]
+) -> None:
+    ha = listen()
+    topic = f"{BASE}/command/new_food"
+    ha.client.publish(topic, "PRESS", qos=1, retain=True).wait_for_publish(WAIT_S)
+    running = MqttSink(mqtt_config(broker), station_name=STATION, sw_version="9.9.9", tz=UTC)
+    pressed = threading.Event()
+    running.on_new_food = lambda: pressed.set() or "marked"  # type: ignore[func-returns-value]
+    running.start()
+    try:
+        assert running.wait_connected(WAIT_S)
+        assert not pressed.wait(1.0)
+    finally:
+        running.close()
+        ha.client.publish(topic, b"", qos=1, retain=True)
 
 
 def test_daily_bird_count_starts_again_at_midnight() -> None:
@@ -709,3 +772,46 @@ def test_the_station_runtime_feeds_home_assistant(
     station.emit(bird(T0))
     assert ha.wait_for(f"{BASE}/bird").json()["species"] == "Erithacus rubecula"
     assert station.sinks == [sink], "the station dropped the MQTT sink"
+
+
+def test_pressing_the_button_marks_food_in_on_a_running_station(
+    broker: Broker, listen: Callable[[], Listener], tmp_path: Path
+) -> None:
+    """`senses run` with MQTT on: Home Assistant's button reaches the nose, which takes the
+    food's baseline and then gives verdicts, all seen on the food topic."""
+    config = tmp_path / "senses.toml"
+    config.write_text(
+        f'[station]\nname = "{STATION}"\ndata_dir = "{tmp_path / "data"}"\n'
+        '[hardware]\nmode = "emulated"\n[link]\nenabled = false\n'
+        "[nose]\nwarmup_s = 60\ncalibration_s = 60\nsample_period_s = 10\n"
+        "[emulation]\nspeed = 600\n[eye]\nenabled = false\n[ear]\nenabled = false\n"
+        f'[mqtt]\nenabled = true\nhost = "127.0.0.1"\nport = {broker.port}\n'
+        "reconnect_min_s = 1\nreconnect_max_s = 1\n"
+    )
+    ha = listen()
+    station = subprocess.Popen(
+        [sys.executable, "-m", "device.cli", "run", "--config", str(config), "--quiet"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": "unix:path=/nonexistent"},
+    )
+    try:
+        for attempt in range(6):  # the station starts (imports, model) slowly on a busy machine
+            try:
+                button = ha.wait_for(f"homeassistant/button/{NODE}/new_food/config").json()
+                break
+            except AssertionError:
+                assert station.poll() is None and attempt < 5, "the station did not start"
+        no_food = ha.wait_for(f"{BASE}/food", lambda m: m.json()["food_state"] == "no_food")
+        assert no_food.json()["verdict"] is None
+        ha.client.publish(button["command_topic"], button["payload_press"], qos=1)
+        baseline = ha.wait_for(f"{BASE}/food", lambda m: m.json()["food_state"] == "baseline")
+        assert baseline.json()["food_in"] is not None
+        verdict = ha.wait_for(f"{BASE}/food", lambda m: m.json()["food_state"] == "ready")
+        assert verdict.json()["verdict"] in {"fresh", "spoiling", "spoiled"}
+    finally:
+        station.send_signal(signal.SIGTERM)
+        try:
+            station.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            station.kill()

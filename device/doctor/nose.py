@@ -208,3 +208,51 @@ def check_calibration(config: Config, *, now_s: Callable[[], float] = time.time)
             )
         ]
     return [Finding(name, Status.OK, f"{path}, {age_days:.1f} days old")]
+
+
+# --- the food in the box --------------------------------------------------------------------
+
+
+def check_food_state(config: Config) -> list[Finding]:
+    """Whether food is marked in, and its baseline (device/nose/food.py): verdicts need it."""
+    from device.nose.food import SavedFoodState
+
+    name = "food in the box"
+    if not config.nose.enabled:
+        return [Finding(name, Status.OK, "nose disabled in the config")]
+    path = config.food_state_path
+    try:
+        saved = SavedFoodState.load(path)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        return [
+            Finding(
+                name,
+                Status.WARN,
+                f"{path} is damaged ({e!r}); the station keeps it aside and gives no verdicts",
+                "press New food in the app (or `senses nose new-food`) to take a new baseline",
+            )
+        ]
+    if saved is None:
+        return [
+            Finding(
+                name,
+                Status.OK,
+                "no food marked in: no verdicts until someone does (app, Home Assistant or "
+                "`senses nose new-food`)",
+            )
+        ]
+    since = time.strftime("%Y-%m-%d %H:%M", time.localtime(saved.food_in_ts))
+    if saved.no_change:
+        return [
+            Finding(
+                name,
+                Status.WARN,
+                f"food put in at {since} has no baseline: the gas readings did not change at all",
+                "check the sensors are connected and powered, then press New food again",
+            )
+        ]
+    if saved.baseline is None:
+        return [
+            Finding(name, Status.OK, f"food put in at {since} ({saved.source}); baseline pending")
+        ]
+    return [Finding(name, Status.OK, f"food put in at {since} ({saved.source}); baseline taken")]

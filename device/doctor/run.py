@@ -29,7 +29,7 @@ from device.doctor.camera import check_camera
 from device.doctor.findings import Check, Finding, Status
 from device.doctor.microphone import check_microphone
 from device.doctor.models import check_models
-from device.doctor.nose import check_calibration, check_i2c
+from device.doctor.nose import check_calibration, check_food_state, check_i2c
 from device.doctor.station import check_config, check_disk
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ def all_checks(config: Config) -> list[Check]:
         ("config", lambda: check_config(config), 1.0),
         ("i2c", lambda: check_i2c(config), 5.0),
         ("nose calibration", lambda: check_calibration(config), 2.0),
+        ("food in the box", lambda: check_food_state(config), 1.0),
         ("camera", lambda: check_camera(config), 6.0),
         ("microphone", lambda: check_microphone(config), 5.0),
         ("bluetooth", lambda: check_bluez(config), BLUEZ_TIMEOUT_S + 1.0),

@@ -154,6 +154,8 @@ class ControlHandlers:
     """The concepts the camera can score and the active one, for station info."""
     summary: Callable[[], list[dict[str, Any]]] | None = None
     """The station's health summary per sense (:meth:`device.runtime.Station.summary`)."""
+    new_food: Callable[[], tuple[ResultCode, str]] | None = None
+    """New food is in the box: take its baseline. Returns the answer and what to tell the user."""
 
 
 @dataclass(frozen=True)
@@ -492,6 +494,8 @@ class LinkCore:
             code, detail = self._select_concept(request)
         elif request.op == "set_threshold":
             code, detail = self._set_threshold(request)
+        elif request.op == "new_food":
+            code, detail = self._new_food()
         else:
             code, detail = ResultCode.UNSUPPORTED, f"unknown operation {request.op}"
         if code is not ResultCode.OK:
@@ -538,6 +542,17 @@ class LinkCore:
         if handler is None:
             return ResultCode.UNAVAILABLE, "no thresholds can be set on this station"
         return self._call("set_threshold", lambda: handler(name, float(value)))
+
+    def _new_food(self) -> tuple[ResultCode, str | None]:
+        handler = self.handlers.new_food
+        if handler is None:
+            return ResultCode.UNAVAILABLE, "this station runs no nose to put food in front of"
+        try:
+            code, detail = handler()
+        except Exception as e:
+            log.exception("link: new_food handler failed")
+            return ResultCode.INTERNAL_ERROR, f"new_food failed: {e}"
+        return ResultCode(code), detail
 
     def _backfill(self, request: _Request) -> ControlOutcome:
         since = request.payload.get("since")

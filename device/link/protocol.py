@@ -142,7 +142,7 @@ class ResultCode(enum.IntEnum):
     """The station failed while doing it; its log says why."""
 
 
-CONTROL_OPS: Final = ("select_concept", "set_threshold", "backfill")
+CONTROL_OPS: Final = ("select_concept", "set_threshold", "backfill", "new_food")
 
 
 @dataclass(frozen=True)
@@ -502,6 +502,7 @@ HEALTH_STATUSES: Final = ("ok", "degraded", "failed")
 FOOD_LABELS: Final = ("fresh", "spoiling", "spoiled")
 FOOD_CLASSES: Final = ("excellent", "good", "acceptable", "spoiled")
 TRENDS: Final = ("improving", "steady", "worsening", "unknown")
+FOOD_STATES: Final = ("no_food", "baseline", "starting", "ready", "no_change")
 SENSOR_NAMES: Final = (
     *("MQ2", "MQ3", "MQ4", "MQ5", "MQ6", "MQ7", "MQ8", "MQ9", "MQ135", "MQ136", "MQ137"),
 )
@@ -551,6 +552,11 @@ _SCHEMAS: Final[dict[MessageType, _Record]] = {
         _Field(7, "warming_up", _Bool()),
         # The model's total viable count estimate, log10 CFU/g (absent from older stations).
         _Field(8, "tvc_log_cfu", _Scaled(CENTI)),
+        # Where the station is with the food (device.events.FoodState; absent from older
+        # stations, which only sent verdicts), when it was marked in, minutes to a verdict.
+        _Field(9, "food_state", _Name(FOOD_STATES)),
+        _Field(10, "food_in_ts", _OffsetMs()),
+        _Field(11, "minutes_to_verdict", _Count()),
         required=("ts",),
     ),
     # ConceptScore: the camera's score for the selected concept (0-1) in a focus box given

@@ -17,12 +17,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from device.events import FoodVerdict
+from device.events import FoodState, FoodVerdict
 
 PAYLOAD_ONLINE = "online"
 PAYLOAD_OFFLINE = "offline"
 PAYLOAD_PROBLEM = "ON"
 PAYLOAD_NO_PROBLEM = "OFF"
+PAYLOAD_PRESS = "PRESS"
 
 
 def slug(text: str) -> str:
@@ -66,6 +67,11 @@ class Topics:
 
     def concept(self, concept: str) -> str:
         return f"{self.base}/concept/{slug(concept)}"
+
+    @property
+    def new_food(self) -> str:
+        """Command topic of the "New food in the box" button (the station subscribes)."""
+        return f"{self.base}/command/new_food"
 
     def discovery(self, component: str, object_id: str) -> str:
         return f"{self.discovery_prefix}/{component}/{self.node_id}/{object_id}/config"
@@ -149,6 +155,17 @@ class DiscoveryBuilder:
             ),
             self._entity(
                 "sensor",
+                "food_state",
+                name="Food state",
+                state_topic=t.food,
+                value_template="{{ value_json.food_state }}",
+                device_class="enum",
+                options=[s.value for s in FoodState],
+                icon="mdi:food-drumstick-outline",
+            ),
+            self.new_food_button(),
+            self._entity(
+                "sensor",
                 "temperature",
                 name="Box temperature",
                 state_topic=t.climate,
@@ -196,6 +213,23 @@ class DiscoveryBuilder:
                 payload_off=PAYLOAD_NO_PROBLEM,
             ),
         ]
+
+    def new_food_button(self) -> Entity:
+        """A button: pressing it tells the station new food is in the box (it subscribes to
+        the command topic and takes the food's baseline, like the app's button)."""
+        config: dict[str, Any] = {
+            "name": "New food in the box",
+            "unique_id": f"{self.topics.node_id}_new_food",
+            "command_topic": self.topics.new_food,
+            "payload_press": PAYLOAD_PRESS,
+            "availability_topic": self.topics.status,
+            "payload_available": PAYLOAD_ONLINE,
+            "payload_not_available": PAYLOAD_OFFLINE,
+            "device": self.device,
+            "origin": {"name": "Senses", "sw_version": self.sw_version},
+            "icon": "mdi:food-steak",
+        }
+        return Entity(component="button", object_id="new_food", config=config)
 
     def concept_entity(self, concept: str) -> Entity:
         """A concept's score; announced when the camera first scores that concept."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import tzinfo
 from types import TracebackType
@@ -39,7 +40,14 @@ from device import __version__
 from device.errors import MqttConfigError
 from device.events import Event
 from device.mqtt.credentials import read_password, tls_context
-from device.mqtt.discovery import PAYLOAD_OFFLINE, PAYLOAD_ONLINE, DiscoveryBuilder, Topics, slug
+from device.mqtt.discovery import (
+    PAYLOAD_OFFLINE,
+    PAYLOAD_ONLINE,
+    PAYLOAD_PRESS,
+    DiscoveryBuilder,
+    Topics,
+    slug,
+)
 from device.mqtt.outbox import Outbox
 from device.mqtt.settings import MqttConfig
 from device.mqtt.states import HomeAssistantBridge, OutgoingMessage
@@ -107,6 +115,9 @@ class MqttSink:
         self._published = 0
         self._connects = 0
         self._last_error: str | None = None
+        self.on_new_food: Callable[[], str] | None = None
+        """Called (on paho's thread) when Home Assistant's "New food in the box" button is
+        pressed; returns what the station said. Set by the daemon once the nose runs."""
         self._client = self._build_client(
             config, config.client_id or f"senses-{slug(station_name)}"
         )
@@ -134,6 +145,7 @@ class MqttSink:
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_message = self._on_message
         return client
 
     # The station's side: called under the station's lock, must never wait for the network.
@@ -243,6 +255,8 @@ class MqttSink:
             # them after everything below, so an old state would end up retained over a newer.
             unacknowledged = self._unacknowledged_states(client.drop_out_messages())
             client.publish(self.topics.status, PAYLOAD_ONLINE, qos=1, retain=True)
+            # The HA button's presses (clean session: subscribe again on every connect).
+            client.subscribe(self.topics.new_food, qos=1)
             announcements = self.bridge.announcements()
             for message in announcements:
                 if message.is_discovery:
@@ -265,6 +279,26 @@ class MqttSink:
             len(waiting),
             self._outbox.dropped,
         )
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if message.topic != self.topics.new_food:
+            return
+        if message.retain:
+            # A retained press would mark food in again at every reconnect: only live presses.
+            log.warning("MQTT: ignoring a retained message on %s", message.topic)
+            return
+        payload = message.payload.decode("utf-8", errors="replace").strip()
+        if payload != PAYLOAD_PRESS:
+            log.warning("MQTT: %s got %r, expected %r", message.topic, payload, PAYLOAD_PRESS)
+            return
+        handler = self.on_new_food
+        if handler is None:
+            log.warning("MQTT: New food pressed, but this station runs no nose")
+            return
+        try:
+            log.info("MQTT: New food pressed in Home Assistant: %s", handler())
+        except Exception:
+            log.exception("MQTT: marking new food in failed")
 
     def _unacknowledged_states(self, dropped: list[mqtt.MQTTMessage]) -> list[OutgoingMessage]:
         """Paho's leftovers as our messages; discovery and status are announced afresh anyway."""

@@ -156,7 +156,11 @@ class HomeAssistantBridge:
     @staticmethod
     def _food(food: FoodReading) -> dict[str, Any]:
         return {
-            "verdict": food.label.value,
+            # No verdict until food is marked in and its baseline taken: the state says why.
+            "verdict": food.label.value if food.label is not None else None,
+            "food_state": food.food_state.value,
+            "food_in": None if food.food_in_ts is None else _iso(food.food_in_ts),
+            "minutes_to_verdict": food.minutes_to_verdict,
             "confidence": _finite(food.confidence, 3),
             "freshness_pct": _percent(food.freshness),
             "trend": food.trend.value,

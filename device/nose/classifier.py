@@ -125,11 +125,22 @@ class FoodClassifier:
     """Turns a stream of :class:`NoseReading` into :class:`FoodReading` verdicts."""
 
     def __init__(
-        self, model: Model, calibration: NoseCalibration, *, trend_minutes: int = 30
+        self,
+        model: Model,
+        baseline: Baseline | NoseCalibration,
+        *,
+        trend_minutes: int = 30,
+        settings: FoodModelConfig | None = None,
     ) -> None:
+        """``baseline`` is the food's (:mod:`device.nose.food`), in the order of the model's
+        sensors; a :class:`NoseCalibration` gives its clean-air one (older callers)."""
         self.model = model
-        self.settings = FoodModelConfig.from_card(model.card)
-        self.baseline: Baseline = calibration.baseline(self.settings.spec.sensors)
+        self.settings = settings or FoodModelConfig.from_card(model.card)
+        self.baseline: Baseline = (
+            baseline.baseline(self.settings.spec.sensors)
+            if isinstance(baseline, NoseCalibration)
+            else baseline
+        )
         self.trend_minutes = trend_minutes
         window = self.settings.spec.window_minutes
         self._rows: deque[MinuteRow] = deque(maxlen=window)
@@ -140,6 +151,11 @@ class FoodClassifier:
     @property
     def window_minutes(self) -> int:
         return self.settings.spec.window_minutes
+
+    @property
+    def minutes_to_verdict(self) -> int:
+        """Complete minutes still needed before the next verdict (0: the window is full)."""
+        return max(0, self.window_minutes - len(self._rows))
 
     def add(self, reading: NoseReading) -> FoodReading | None:
         """Add a reading; returns a verdict when it closes a minute and the window is full."""

@@ -7,7 +7,9 @@ takes one sample and returns the events it produced; :meth:`run` repeats that ev
 
 On the station the calibration comes from ``senses nose calibrate`` (saved, reused). Demos and
 replays pass ``calibrate_after_warmup``: once the heaters are warm the service takes the next
-``calibration_s`` as its clean-air baseline, as a user would before putting food in.
+``calibration_s`` as its clean-air R0. That calibration gives ratios and ppm; food verdicts are
+measured against the food's own baseline, taken when food is marked in
+(:class:`~device.nose.food.FoodTracker`, :meth:`NoseService.mark_food_in`).
 """
 
 from __future__ import annotations
@@ -15,15 +17,17 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
 from device.clock import Clock, ticks
 from device.config import NoseConfig
 from device.errors import CalibrationError, ModelError
-from device.events import Event, FoodReading, Health, HealthStatus, NoseReading
+from device.events import Event, Health, HealthStatus, NoseReading
 from device.nose.calibration import NoseCalibration
 from device.nose.classifier import FoodClassifier, Model
+from device.nose.food import FoodMark, FoodTracker
 from device.nose.mq import SensorCalibration, calibrate_r0, mq_type
 from device.nose.sampler import NoseSampler
 
@@ -42,7 +46,14 @@ class NoseService:
         calibrate_after_warmup: bool = False,
         calibration_max_spread: float | None = 0.15,
         calibration_source: str = "clean air",
+        food_state_path: Path | None = None,
+        food_request_path: Path | None = None,
+        food_in_at_start: str | None = None,
     ) -> None:
+        """``food_state_path`` keeps the food state across restarts; ``food_request_path`` is
+        where ``senses nose new-food`` leaves its request; ``food_in_at_start`` marks food in
+        at once, naming the source (replays and the demo: their recordings start with the
+        food in the box)."""
         self.config = config
         self.sampler = sampler
         self.model = model
@@ -50,20 +61,48 @@ class NoseService:
         self.calibrate_after_warmup = calibrate_after_warmup
         self.calibration_max_spread = calibration_max_spread
         self.calibration_source = calibration_source
-        self.classifier: FoodClassifier | None = None
+        self.food: FoodTracker | None = None
         self._calibration_readings: list[NoseReading] = []
         self._calibration_started_s: float | None = None
         self._startup_events: list[Event] = []
+        if model is not None:
+            try:
+                self.food = FoodTracker(
+                    model,
+                    clock,
+                    trend_minutes=config.trend_minutes,
+                    state_path=food_state_path,
+                    request_path=food_request_path,
+                )
+            except ModelError as e:
+                self._startup_events.append(self._health(HealthStatus.FAILED, str(e)))
+        if self.food is not None and food_in_at_start is not None:
+            self.food.mark_food_in(food_in_at_start)
         if calibration is not None:
             self._use_calibration(calibration)
         elif not calibrate_after_warmup:
             self._startup_events.append(
                 self._health(
                     HealthStatus.DEGRADED,
-                    "not calibrated: readings are shown but no food verdicts; run "
+                    "not calibrated: gas readings are shown without ratios or ppm; run "
                     "`senses nose calibrate` with the box empty and the heaters warm",
                 )
             )
+
+    @property
+    def classifier(self) -> FoodClassifier | None:
+        """The food's classifier, once its baseline is taken."""
+        return self.food.classifier if self.food is not None else None
+
+    def mark_food_in(self, source: str) -> FoodMark:
+        """New food is in the box (any thread): its baseline starts with the next reading."""
+        if self.food is None:
+            return FoodMark(
+                False,
+                "no food model is loaded, so there is nothing to take a baseline for; see "
+                "the nose.model health message",
+            )
+        return self.food.mark_food_in(source)
 
     @property
     def calibration(self) -> NoseCalibration | None:
@@ -74,14 +113,6 @@ class NoseService:
 
     def _use_calibration(self, calibration: NoseCalibration) -> None:
         self.sampler.calibration = calibration
-        if self.model is None:
-            return
-        try:
-            self.classifier = FoodClassifier(
-                self.model, calibration, trend_minutes=self.config.trend_minutes
-            )
-        except (CalibrationError, ModelError) as e:
-            self._startup_events.append(self._health(HealthStatus.FAILED, str(e)))
 
     def step(self) -> list[Event]:
         """Take one sample; return every event it produced, in order."""
@@ -92,18 +123,13 @@ class NoseService:
         events.extend(health)
         if self.sampler.calibration is None and self.calibrate_after_warmup:
             events.extend(self._collect_calibration(reading))
-        elif self.classifier is not None:
-            verdict = self.classifier.add(reading)
-            if verdict is not None:
-                events.append(verdict)
+        if self.food is not None:
+            events.extend(self.food.add(reading))
         return events
 
     def finish(self) -> list[Event]:
         """Close the minute in progress (end of a replay or a demo)."""
-        if self.classifier is None:
-            return []
-        verdict: FoodReading | None = self.classifier.flush()
-        return [verdict] if verdict is not None else []
+        return self.food.flush() if self.food is not None else []
 
     def _collect_calibration(self, reading: NoseReading) -> list[Event]:
         if reading.warming_up:
@@ -114,13 +140,7 @@ class NoseService:
         if now_s - self._calibration_started_s < self.config.calibration_s:
             self._calibration_readings.append(reading)
             return []
-        # The reading that ends the calibration period is the first one measured against it.
-        events = self._finish_calibration()
-        if self.classifier is not None:
-            verdict = self.classifier.add(reading)
-            if verdict is not None:
-                events.append(verdict)
-        return events
+        return self._finish_calibration()
 
     def _finish_calibration(self) -> list[Event]:
         readings, self._calibration_readings = self._calibration_readings, []

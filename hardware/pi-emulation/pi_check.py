@@ -345,7 +345,9 @@ def check_replay(
 
 def check_demo(run: BoardRun, done: subprocess.CompletedProcess[str]) -> None:
     events = json_events(done.stdout.splitlines())
-    food = [e for e in events if e.get("type") == "food"]
+    # Food messages without a label say where the station is before a verdict (the food's
+    # baseline after the demo marked food in): not verdicts.
+    food = [e for e in events if e.get("type") == "food" and e.get("label")]
     labels = collections.Counter(str(e.get("label")) for e in food)
     run.demo = f"{len(food)}" + (
         f" ({', '.join(f'{n} {k}' for k, n in labels.most_common())})" if food else ""
@@ -381,7 +383,7 @@ def run_demo(guest: Guest, board: Board, folder: Path) -> subprocess.CompletedPr
         for line in stream:
             lines.append(line)
             event = json_event(line)
-            if event is not None and event.get("type") == "food":
+            if event is not None and event.get("type") == "food" and event.get("label"):
                 verdicts += 1
                 if verdicts >= DEMO_VERDICTS_WANTED:
                     enough.set()

@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, runtime_checkable
 
 from kivy.app import App
 from kivy.clock import Clock
@@ -56,6 +56,15 @@ class ConceptSelector(Protocol):
     """What the Concepts screen needs from the connection (a ``StationConnection``)."""
 
     async def select_concept(self, name: str) -> tuple[ResultCode, str]:
+        """The station's answer and what to tell the user; never raises for a refusal."""
+        ...
+
+
+@runtime_checkable
+class FoodMarker(Protocol):
+    """What the Nose screen's "New food in the box" needs (a ``StationConnection``)."""
+
+    async def new_food(self) -> tuple[ResultCode, str]:
         """The station's answer and what to tell the user; never raises for a refusal."""
         ...
 
@@ -184,7 +193,9 @@ class SensesRoot(BoxLayout):
         self.banner = Banner(on_dismiss=state.dismiss_banner)
         self.screens = ScreenManager(transition=NoTransition())
         self.home = HomeScreen(name="home")
-        self.nose = NoseScreen(name="nose")
+        self.food_marker = selector if isinstance(selector, FoodMarker) else None
+        self._food_task: asyncio.Task[None] | None = None
+        self.nose = NoseScreen(self.new_food, name="nose")
         self.birds = BirdsScreen(name="birds")
         self.concepts = ConceptsScreen(self.choose_concept, name="concepts")
         self.settings = SettingsScreen(self._settings_changed, name="settings")
@@ -246,6 +257,8 @@ class SensesRoot(BoxLayout):
         self._ticker.cancel()
         if self._concept_task is not None:
             self._concept_task.cancel()
+        if self._food_task is not None:
+            self._food_task.cancel()
 
     def _tick(self, _dt: float) -> None:
         self.state.tick()
@@ -288,6 +301,32 @@ class SensesRoot(BoxLayout):
             log.exception("choosing concept %r failed", name)
             code, message = ResultCode.INTERNAL_ERROR, f"Could not change the concept: {e}"
         self.concepts.set_status(result_look(code), message)
+        self.refresh()
+
+    # --- new food in the box ---------------------------------------------------------------
+
+    def new_food(self) -> None:
+        """Tell the station new food is in the box; the Nose screen shows how it went."""
+        if self.food_marker is None or not self.state.connection.linked:
+            self.nose.set_food_answer(
+                Look("warn", "!", shape="triangle"), "Not connected: connect to the station first."
+            )
+            return
+        if self._food_task is not None and not self._food_task.done():
+            return
+        self.nose.set_food_answer(Look("accent", "↻"), "Telling the station…", busy=True)
+        self._food_task = asyncio.ensure_future(self._mark_food(self.food_marker))
+
+    async def _mark_food(self, marker: FoodMarker) -> None:
+        try:
+            code, message = await marker.new_food()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            # new_food answers refusals itself; anything else is a bug or a dead link.
+            log.exception("marking new food failed")
+            code, message = ResultCode.INTERNAL_ERROR, f"Could not mark new food in: {e}"
+        self.nose.set_food_answer(result_look(code), message)
         self.refresh()
 
 

@@ -8,7 +8,7 @@ from kivy.metrics import dp
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.widget import Widget
 
-from mobile_app.state import AppState
+from mobile_app.state import AppState, food_state_text
 from mobile_app.ui import theme
 from mobile_app.ui.base import StateScreen, column, row
 from mobile_app.ui.charts import LineChart, Series
@@ -109,6 +109,18 @@ class FoodCard(Card):
             self.age.text = ""
             self.trend.text = ""
             self.chart.set([], now - FOOD_CHART_S, now)
+            return
+        waiting = food_state_text(food)
+        if waiting is not None:
+            # No verdict: no food marked in yet, or the station is taking its baseline.
+            look = food_look(None)
+            self.badge.set_look(look)
+            self.set_tone("warn" if food.get("food_state") == "no_change" else None)
+            self.verdict.text, self.detail.text = waiting
+            self.verdict.color = theme.TEXT_MUTED
+            self.age.text, self.age.color = freshness_note(food.get("ts"), now, state)
+            self.trend.text = ""
+            self.chart.set(freshness_series(state.food_history), now - FOOD_CHART_S, now)
             return
         look = food_look(food.get("label"))
         self.badge.set_look(look)

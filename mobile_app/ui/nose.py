@@ -1,4 +1,9 @@
-"""Nose: each sensor's warm-up state, and climate and gas readings as charts over hours.
+"""Nose: the food in the box, each sensor's warm-up state, and climate and gas readings as
+charts over hours.
+
+"New food in the box" tells the station that food went in: it takes the food's first minutes
+as its baseline (as the model was trained) and gives verdicts after that. Until then it says
+that no food is marked in instead of guessing.
 
 The station keeps 6 h of nose history in the app (``mobile_app.state.NOSE_HISTORY_S``); the
 zoom buttons pick how much of it the charts show. On a desktop the mouse wheel over a chart
@@ -7,20 +12,23 @@ zooms too.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any, Final
 
 from kivy.metrics import dp
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.gridlayout import GridLayout
 
-from mobile_app.state import NOSE_HISTORY_S, AppState
+from mobile_app.state import NOSE_HISTORY_S, AppState, food_state_text
 from mobile_app.ui import theme
 from mobile_app.ui.base import StateScreen, column, row, section
 from mobile_app.ui.charts import LineChart, Series
-from mobile_app.ui.present import sensor_look
+from mobile_app.ui.present import Look, food_look, sensor_look
 from mobile_app.ui.widgets import (
     Card,
     FlatButton,
+    ShapeBadge,
     Text,
     escape,
     symbol_markup,
@@ -75,10 +83,99 @@ class ChartCard(Card):
         self.chart.set([Series("", self.colour, points)], start, end)
 
 
+NEW_FOOD_BUTTON: Final = "New food in the box"
+
+
+def food_line(food: dict[str, Any] | None) -> tuple[Look, str]:
+    """What the food card on this screen says: the state before a verdict, else the verdict
+    and since when the food is in."""
+    if food is None:
+        return Look("unknown", "?"), "No word from the station's nose yet."
+    waiting = food_state_text(food)
+    if waiting is not None:
+        headline, text = waiting
+        if food.get("food_state") == "no_change":
+            return Look("warn", "!", shape="triangle"), f"{headline}. {text}"
+        return Look("accent", "i"), f"{headline}. {text}"
+    look = food_look(food.get("label"))
+    since = food.get("food_in_ts")
+    when = (
+        f" · food in since {time.strftime('%a %H:%M', time.localtime(since))}"
+        if isinstance(since, float | int)
+        else ""
+    )
+    return look, f"{look.word}{when}"
+
+
+class FoodInCard(Card):
+    """The food's state, the "New food in the box" button and the station's answer."""
+
+    def __init__(self, on_new_food: Callable[[], None] | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.badge = ShapeBadge(
+            Look("unknown", "?"),
+            size_hint=(None, None),
+            size=(dp(36), dp(36)),
+            pos_hint={"center_y": 0.5},
+        )
+        self.line = Text(font_size=theme.FONT_BODY, wrap=True)
+        top = BoxLayout(orientation="horizontal", spacing=dp(12), size_hint_y=None)
+        top.add_widget(self.badge)
+        top.add_widget(self.line)
+        self.line.bind(height=lambda _w, h: setattr(top, "height", max(h, dp(40))))
+        self.add_widget(top)
+        self.button = FlatButton(NEW_FOOD_BUTTON, selected=True)
+        if on_new_food is not None:
+            self.button.bind(on_release=lambda _b: on_new_food())
+        self.add_widget(self.button)
+        self.answer = Text(font_size=theme.FONT_SMALL, colour=theme.TEXT_MUTED, wrap=True)
+        self.add_widget(self.answer)
+        self.add_widget(
+            Text(
+                "Press it each time you put food in. The station takes the food's smell over "
+                "the next minutes as its baseline; only a paired phone may do this.",
+                font_size=theme.FONT_SMALL,
+                colour=theme.TEXT_MUTED,
+                wrap=True,
+            )
+        )
+
+    def update(
+        self, food: dict[str, Any] | None, busy: bool, answer: tuple[Look, str] | None
+    ) -> None:
+        look, text = food_line(food)
+        self.badge.set_look(look)
+        self.set_tone(look.tone)
+        self.line.text = escape(text)
+        self.button.disabled = busy
+        if answer is None:
+            self.answer.text = ""
+        else:
+            self.answer.text = f"{symbol_markup(answer[0].symbol)} {escape(answer[1])}"
+            self.answer.color = tone_colour(answer[0].tone)
+
+
 class NoseScreen(StateScreen):
     title = "Nose"
 
+    def __init__(self, on_new_food: Callable[[], None] | None = None, **kwargs: Any) -> None:
+        self.on_new_food = on_new_food
+        self.food_answer: tuple[Look, str] | None = None
+        self.food_busy = False
+        super().__init__(**kwargs)
+
+    def set_food_answer(self, look: Look | None, message: str = "", *, busy: bool = False) -> None:
+        """Show how the last "New food in the box" went (None hides it)."""
+        self.food_answer = None if look is None else (look, message)
+        self.food_busy = busy
+        if self._state is not None:
+            self.food_card.update(self._state.food, self.food_busy, self.food_answer)
+
     def build(self) -> None:
+        self._state: AppState | None = None
+        self.body.add_widget(section("Food in the box"))
+        self.food_card = FoodInCard(self.on_new_food)
+        self.body.add_widget(self.food_card)
         self.window_s = DEFAULT_ZOOM_S
         self.zoom_buttons: dict[float, FlatButton] = {}
         buttons = BoxLayout(size_hint_y=None, height=theme.BUTTON_HEIGHT, spacing=dp(8))
@@ -104,7 +201,6 @@ class NoseScreen(StateScreen):
         self.gas_cards: dict[str, ChartCard] = {}
         self._gas_layout: tuple[list[str], bool] | None = None
         self._sensors_shown: tuple[tuple[str, str], ...] | None = None
-        self._state: AppState | None = None
         for card in (self.temperature, self.humidity):
             card.chart.bind(on_touch_down=self._wheel)
 
@@ -126,6 +222,7 @@ class NoseScreen(StateScreen):
 
     def update(self, state: AppState) -> None:
         self._state = state
+        self.food_card.update(state.food, self.food_busy, self.food_answer)
         end = state.now()
         start = end - self.window_s
         self._update_sensors(state)

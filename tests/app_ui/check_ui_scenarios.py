@@ -164,6 +164,52 @@ async def test_choosing_a_concept_on_a_paired_link_switches_it(ui: Callable[...,
         assert len(active) == 1 and "fruit bowl" in active[0].text
 
 
+@pytest.mark.asyncio
+async def test_new_food_on_the_nose_screen_restarts_the_baseline(
+    ui: Callable[..., Any], snap: Snap
+) -> None:
+    """The button on the Nose screen, over the simulated station's Bumble link, to the real
+    demo nose (which marked the recording's beef in at its start)."""
+    state = AppState(Settings())
+    async with simulated_station(state, simulate_eye_and_ear=False) as sim:
+        await until(lambda: state.connection is ConnectionState.CONNECTED)
+        await until(
+            lambda: state.food is not None and state.food.get("food_state") == "ready",
+            timeout_s=30,
+        )
+        root = ui(state, selector=sim.connection)
+        root.show("nose")
+        root.nose.food_card.button.dispatch("on_release")
+        assert root._food_task is not None
+        await root._food_task
+        await until(
+            lambda: state.food is not None and state.food.get("food_state") == "baseline",
+            timeout_s=10,
+        )
+        root.refresh()
+        render()
+        snap(root, "nose_new_food")
+
+        look, text = root.nose.food_answer or (None, "")
+        assert look is not None and look.tone == "good"
+        assert "starts over" in text  # the demo had marked food in already
+        assert "Taking the baseline" in root.nose.food_card.line.text
+        assert not root.nose.food_card.button.disabled
+        root.show("home")
+        assert root.home.food.verdict.text == "Taking the baseline"
+
+
+def test_new_food_without_a_station_says_to_connect(
+    day_state: AppState, ui: Callable[..., Any]
+) -> None:
+    day_state.set_connection(ConnectionState.DISCONNECTED)
+    root = ui(day_state)
+    root.show("nose")
+    root.nose.food_card.button.dispatch("on_release")
+    look, text = root.nose.food_answer or (None, "")
+    assert look is not None and look.tone == "warn" and "connect" in text.lower()
+
+
 def test_disconnected_station_shows_how_long_and_alerts(
     day_state: AppState, clock: Clock, ui: Callable[..., Any], snap: Snap
 ) -> None:

@@ -49,6 +49,11 @@ def test_nose_shows_sensors_climate_and_gases_with_zoom(
     root.nose.scroll.scroll_y = 0  # the gases, further down
     snap(root, "nose_gases")
 
+    # The food in the box, and the button that says new food went in.
+    assert root.nose.food_card.button.text == "New food in the box"
+    assert "Spoiling" in root.nose.food_card.line.text
+    assert "food in since" in root.nose.food_card.line.text
+
     chips = texts(root.nose.sensors)
     assert sum("Ready" in t for t in chips) == 8
     assert sum("Warming up" in t for t in chips) == 1

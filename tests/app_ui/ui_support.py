@@ -72,7 +72,14 @@ class Station:
             )
         )
 
-    def food(self, ts: float, freshness: float, *, warming_up: bool = False) -> Message:
+    def food(
+        self,
+        ts: float,
+        freshness: float,
+        *,
+        warming_up: bool = False,
+        food_in_ts: float | None = None,
+    ) -> Message:
         label = "fresh" if freshness >= 0.6 else "spoiling" if freshness >= 0.3 else "spoiled"
         confidence = 0.78 + 0.2 * abs(freshness - 0.45) / 0.55
         return self.message(
@@ -90,6 +97,8 @@ class Station:
             trend="worsening" if freshness < 0.8 else "steady",
             freshness_per_hour=-0.021,
             warming_up=warming_up,
+            food_state="ready",
+            food_in_ts=food_in_ts,
         )
 
     def nose(self, ts: float, spoil: float, *, warming: tuple[str, ...] = ()) -> Message:
@@ -162,7 +171,8 @@ def fill_day(state: AppState, station: Station, clock: Clock) -> None:
     for k in range(24 * 6 + 1):  # food verdicts every 10 min over 24 h
         ts = now - 24 * 3600 + k * 600
         freshness = 0.93 - 0.5 * (k / 144) ** 1.6
-        events.append((ts, partial(station.food, ts, freshness)))
+        food_in = now - 24 * 3600 - 600  # marked in ten minutes before the first verdict
+        events.append((ts, partial(station.food, ts, freshness, food_in_ts=food_in)))
     for k in range(6 * 60 + 1):  # nose readings every minute over 6 h
         ts = now - 6 * 3600 + k * 60
         spoil = (k / 360) ** 1.5

@@ -143,3 +143,61 @@ def test_status_reads_what_the_daemon_wrote_and_flags_a_stale_file(
     assert main(["status", "--config", str(config), "--json"]) == 1
     shown = json.loads(capsys.readouterr().out)
     assert shown["stale"] is True and shown["senses"][1]["last_error"] == "camera gone"
+
+
+def _food(running: RunningDaemon) -> list[dict[str, object]]:
+    return [e for e in list(running.events) if e.get("type") == "food"]
+
+
+def test_new_food_from_the_command_line_reaches_the_daemon_and_survives_a_restart(
+    daemon: tuple[RunningDaemon, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    running, config = daemon
+    # Until food is marked in, the station says so instead of guessing.
+    running.wait_for(
+        "a no-food state", lambda: any(e["food_state"] == "no_food" for e in _food(running))
+    )
+    assert all(e["label"] is None for e in _food(running))
+
+    assert main(["nose", "new-food", "--config", str(config)]) == 0
+    assert "New food marked in" in capsys.readouterr().out
+    running.wait_for(
+        "the new-food message",
+        lambda: any("command line" in str(e.get("message")) for e in running.health("nose.food")),
+    )
+    running.wait_for(
+        "a verdict after the food's baseline",
+        lambda: any(e["food_state"] == "ready" and e["label"] for e in _food(running)),
+    )
+    saved = json.loads((tmp_path / "data" / "food_state.json").read_text())
+    assert saved["source"] == "command line" and saved["baseline_rs_kohm"]
+    running.process.send_signal(signal.SIGTERM)
+    running.process.wait(timeout=10)
+
+    # A restart keeps the food and its baseline: verdicts resume without pressing again.
+    again = RunningDaemon(config)
+    try:
+        again.wait_for(
+            "the restored food",
+            lambda: any(
+                "baseline restored" in str(e.get("message")) for e in again.health("nose.food")
+            ),
+        )
+        again.wait_for(
+            "a verdict after the restart",
+            lambda: any(e["food_state"] == "ready" for e in _food(again)),
+        )
+        assert not any(e["food_state"] == "no_food" for e in _food(again))
+    finally:
+        again.process.kill()
+
+
+def test_new_food_without_a_running_station_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "senses.toml"
+    _write_config(config, tmp_path / "data")
+    assert main(["nose", "new-food", "--config", str(config), "--timeout", "0.5"]) == 1
+    out = capsys.readouterr().out
+    assert "not marked in" in out and "senses run" in out
+    assert not (tmp_path / "data" / "new_food.request").exists()
