@@ -878,6 +878,9 @@ class BluezGattServer:
             path = message.path or ""
             if interface == DEVICE_IFACE:
                 self._device_changed(path, changed)
+            elif interface == ADAPTER_IFACE and path == self.adapter_path and "Pairable" in changed:
+                if self.pairing is not None:
+                    self.pairing.adapter_pairable(bool(changed["Pairable"].value))
             elif interface == ADAPTER_IFACE and path == self.adapter_path and "Powered" in changed:
                 if changed["Powered"].value:
                     # Whether BlueZ kept the advertisement over the power cycle or not,

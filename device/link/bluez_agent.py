@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
@@ -135,7 +136,10 @@ class BluezPairing:
         registry: PhoneRegistry,
         *,
         auto_window_s: float = AUTO_WINDOW_S,
+        started_s: float | None = None,
     ) -> None:
+        """``auto_window_s``: open the window this long after ``started_s`` (the daemon's
+        start, ``time.monotonic()``; None: when first attached) while no phone is bonded."""
         self.window = window
         self.registry = registry
         self.auto_window_s = auto_window_s
@@ -146,7 +150,7 @@ class BluezPairing:
         self._adapter_path: str | None = None
         self._bonds: dict[str, tuple[str, str | None]] = {}
         self._passkey_shown: set[str] = set()
-        self._started_s: float | None = None
+        self._started_s = started_s
         self._auto_checked = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._detaching = False
@@ -161,7 +165,7 @@ class BluezPairing:
         self._bus = bus
         bus.export(AGENT_PATH, self.agent)
         if self._started_s is None:
-            self._started_s = asyncio.get_running_loop().time()
+            self._started_s = time.monotonic()
 
     async def detach(self, bus: MessageBus, deadline_s: float) -> None:
         """The station stops: close the window, leave the adapter not pairable, unregister."""
@@ -266,7 +270,7 @@ class BluezPairing:
         self._auto_checked = True
         if self._bonds or self.window.is_open or self.auto_window_s <= 0:
             return
-        left = self.auto_window_s - (asyncio.get_running_loop().time() - self._started_s)
+        left = self.auto_window_s - (time.monotonic() - self._started_s)
         if left > 1:
             self.window.open(left, by="no phone is bonded yet")
 
@@ -295,6 +299,17 @@ class BluezPairing:
             log.error("link: cannot make %s %spairable: %s", adapter, "" if is_open else "non-", e)
             return
         log.info("link: %s is %s", adapter, "pairable" if is_open else "not pairable")
+
+    def adapter_pairable(self, pairable: bool) -> None:
+        """BlueZ says the adapter's Pairable changed: put it back if that is not the window's
+        state (another agent registering, 'bluetoothctl pairable on', bluetoothd's defaults)."""
+        if pairable != self.window.is_open and self.agent_registered and not self._detaching:
+            log.warning(
+                "link: something made the adapter %spairable %s a pairing window; undoing it",
+                "" if pairable else "non-",
+                "outside" if pairable else "inside",
+            )
+            self._spawn(self._apply_pairable())
 
     def open_window(self, seconds: float, *, by: str) -> None:
         if not self.agent_registered:
