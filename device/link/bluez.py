@@ -974,6 +974,8 @@ class BluezGattServer:
             if path.startswith("/"):
                 # It is evidently connected; the Connected signal may still be on its way.
                 self.clients[path] = client
+                if self.pairing is not None:
+                    self.pairing.seen(path)
         mtu = _option(options, "mtu", None)
         if isinstance(mtu, int) and mtu >= DEFAULT_ATT_MTU and mtu != client.mtu:
             client.mtu = mtu
@@ -1018,6 +1020,9 @@ class BluezGattServer:
             if data is None:
                 return
             authenticated = await self._paired(path)
+            if authenticated and self.pairing is not None:
+                # Only bonds the station's window allowed count (no half-made bond).
+                authenticated = await self.pairing.is_kept_bond(path)
             outcome = self.core.handle_control(data, client=address, authenticated=authenticated)
         except DBusError:
             raise

@@ -37,6 +37,7 @@ from dbus_fast.aio import MessageBus
 from dbus_fast.annotations import DBusObjectPath, DBusStr, DBusUInt16, DBusUInt32
 from dbus_fast.service import ServiceInterface, dbus_method
 
+from device.link.bluez import DBusVoid, _call, _CallError
 from device.link.pairing import PairingError, PairingWindow, PhoneRecord, PhoneRegistry
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ class StationAgent(ServiceInterface):
         self._pairing = pairing
 
     @dbus_method(name="Release")
-    def release(self) -> None:
+    def release(self) -> DBusVoid:
         self._pairing.released()
 
     @dbus_method(name="RequestPinCode")
@@ -79,7 +80,7 @@ class StationAgent(ServiceInterface):
         raise _rejected("the station has no keyboard; it pairs over LE with a passkey it shows")
 
     @dbus_method(name="DisplayPinCode")
-    async def display_pin_code(self, device: DBusObjectPath, pincode: DBusStr) -> None:
+    async def display_pin_code(self, device: DBusObjectPath, pincode: DBusStr) -> DBusVoid:
         await self._pairing.refuse(device, "asked for legacy PIN pairing: refused")
         raise _rejected("legacy PIN pairing is not offered")
 
@@ -93,13 +94,13 @@ class StationAgent(ServiceInterface):
     @dbus_method(name="DisplayPasskey")
     async def display_passkey(
         self, device: DBusObjectPath, passkey: DBusUInt32, entered: DBusUInt16
-    ) -> None:
+    ) -> DBusVoid:
         # Called again for every digit the phone reports typed (keypress notifications):
         # only the first call of a pairing is news.
         await self._pairing.display_passkey(device, passkey, entered)
 
     @dbus_method(name="RequestConfirmation")
-    async def request_confirmation(self, device: DBusObjectPath, passkey: DBusUInt32) -> None:
+    async def request_confirmation(self, device: DBusObjectPath, passkey: DBusUInt32) -> DBusVoid:
         await self._pairing.refuse(
             device,
             "asked for numeric comparison, which the station cannot confirm (no button): "
@@ -108,17 +109,17 @@ class StationAgent(ServiceInterface):
         raise _rejected("numeric comparison is not offered: type the passkey the station shows")
 
     @dbus_method(name="RequestAuthorization")
-    async def request_authorization(self, device: DBusObjectPath) -> None:
+    async def request_authorization(self, device: DBusObjectPath) -> DBusVoid:
         if not await self._pairing.authorize_just_works(device):
             raise _rejected("pairing without a passkey is not allowed now")
 
     @dbus_method(name="AuthorizeService")
-    async def authorize_service(self, device: DBusObjectPath, uuid: DBusStr) -> None:
+    async def authorize_service(self, device: DBusObjectPath, uuid: DBusStr) -> DBusVoid:
         log.warning("link: %s asked for BR/EDR service %s: refused", _address(device), uuid)
         raise _rejected("the station serves nothing over BR/EDR")
 
     @dbus_method(name="Cancel")
-    def cancel(self) -> None:
+    def cancel(self) -> DBusVoid:
         self._pairing.cancelled()
 
 
@@ -154,6 +155,7 @@ class BluezPairing:
         self._auto_checked = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._detaching = False
+        self._judging: set[str] = set()
         window.on_open_changed = self._open_changed
         window.listeners.append(self._on_event)
 
@@ -169,8 +171,6 @@ class BluezPairing:
 
     async def detach(self, bus: MessageBus, deadline_s: float) -> None:
         """The station stops: close the window, leave the adapter not pairable, unregister."""
-        from device.link.bluez import _call, _CallError
-
         self._detaching = True
         try:
             self.window.close("the station stopped")
@@ -202,8 +202,6 @@ class BluezPairing:
     ) -> None:
         """Register the agent (as the default one), apply the window to Pairable, learn the
         bonds. Raises :class:`PairingError` when BlueZ refuses the agent."""
-        from device.link.bluez import _call, _CallError
-
         self._bus = bus
         self._adapter_path = adapter_path
         if not self.agent_registered:
@@ -278,8 +276,6 @@ class BluezPairing:
         self._spawn(self._apply_pairable())
 
     async def _apply_pairable(self) -> None:
-        from device.link.bluez import _call, _CallError
-
         bus, adapter = self._bus, self._adapter_path
         if bus is None or adapter is None or not self.agent_registered or self._detaching:
             return
@@ -322,8 +318,6 @@ class BluezPairing:
     # --- what the agent is asked ----------------------------------------------------------
 
     async def _device_name(self, device_path: str) -> str | None:
-        from device.link.bluez import _call, _CallError
-
         bus = self._bus
         if bus is None:
             return None
@@ -362,32 +356,70 @@ class BluezPairing:
         """A Device1 under our adapter changed (or appeared, with all its properties)."""
         address = _address(path)
         if _bonded_change(properties) and path not in self._bonds:
-            name = _name(properties)
-            self._spawn(self._new_bond(path, address, name))
+            self._spawn(self._new_bond(path, address, _name(properties)))
         if "Connected" in properties:
             connected = bool(properties["Connected"].value)
             if path in self._bonds:
                 self.registry.seen(address, self._bonds[path][1])
             if not connected:
                 self._passkey_shown.discard(path)
+                if path not in self._bonds:
+                    # A bond BlueZ did not signal (BlueZoo never does) is judged now.
+                    self._spawn(self.is_kept_bond(path))
                 if self.window.pairing == address and path not in self._bonds:
                     self.window.failed(
                         address, "it disconnected before bonding: wrong passkey or cancelled"
                     )
+
+    def seen(self, path: str) -> None:
+        """A phone read or wrote something: note when a bonded one was last seen."""
+        if path in self._bonds:
+            self.registry.seen(*self._bonds[path])
 
     def device_removed(self, path: str) -> None:
         if self._bonds.pop(path, None) is not None:
             log.info("link: BlueZ no longer lists %s as bonded", _address(path))
         self._passkey_shown.discard(path)
 
-    async def _new_bond(self, path: str, address: str, name: str | None) -> None:
-        name = name or await self._device_name(path)
-        if self.window.bonded(address, name):
-            self._bonds[path] = (address, name)
-            self.registry.bonded(address, name)
-        else:
+    async def is_kept_bond(self, path: str) -> bool:
+        """Whether the phone at ``path`` has a bond the station keeps. A bond not seen before
+        (its signal missed) is judged by the window now, and removed if it was not allowed:
+        the server asks before it accepts a control write."""
+        if path in self._bonds:
+            return True
+        bus = self._bus
+        if bus is None:
+            return False
+        try:
+            (paired,) = await _call(
+                bus, path, "org.freedesktop.DBus.Properties", "Get", "ss",
+                ["org.bluez.Device1", "Paired"],
+            )  # fmt: skip
+        except _CallError:
+            return False
+        if not paired.value:
+            return False
+        return await self._new_bond(path, _address(path), None)
+
+    async def _new_bond(self, path: str, address: str, name: str | None) -> bool:
+        if path in self._judging:
+            while path in self._judging:
+                await asyncio.sleep(0.01)
+            return path in self._bonds
+        if path in self._bonds:
+            return True
+        self._judging.add(path)
+        try:
+            name = name or await self._device_name(path)
+            if self.window.bonded(address, name):
+                self._bonds[path] = (address, name)
+                self.registry.bonded(address, name)
+                return True
             await self._remove(path)
-        self._passkey_shown.discard(path)
+            return False
+        finally:
+            self._judging.discard(path)
+            self._passkey_shown.discard(path)
 
     def _on_event(self, event: Any) -> None:
         if getattr(event, "remove_bond", False) and event.address and self._adapter_path:
@@ -397,8 +429,6 @@ class BluezPairing:
                 self._spawn(self._remove(path))
 
     async def _remove(self, path: str) -> None:
-        from device.link.bluez import _call, _CallError
-
         bus, adapter = self._bus, self._adapter_path
         if bus is None or adapter is None:
             return
