@@ -454,3 +454,13 @@ def test_store_opens_and_passes_quick_check_and_a_damaged_one_fails(tmp_path: Pa
     damaged = by_name(check_disk(config))["store"]
     assert damaged.status is Status.FAIL
     assert "mv " in damaged.fix
+
+
+def test_allowing_just_works_bonds_is_a_warning_with_what_to_do(
+    tmp_path: Path, no_system_bus: str
+) -> None:
+    lenient = make_config(tmp_path, link={"allow_just_works": True})
+    findings = by_name(check_bluez(lenient))
+    warning = findings["bluetooth pairing"]
+    assert warning.status is Status.WARN
+    assert "man in the middle" in warning.detail and "allow_just_works = false" in warning.fix
