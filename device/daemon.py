@@ -150,6 +150,13 @@ class Daemon:
             pair_window_s=link_config.pair_window_s,
         )
         self.station.add_sense("link", self.link.run)
+        if self.mqtt is not None:
+            # Home Assistant: a "Pair a phone" button, and the passkey in the pairing state.
+            mqtt = self.mqtt
+            window.listeners.append(
+                lambda event: mqtt.publish_pairing(str(event.kind), event.message, event.passkey)
+            )
+            mqtt.enable_pairing(lambda: self.link.open_pairing_window(by="Home Assistant"))
 
     # --- reload -----------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import tzinfo
 from types import TracebackType
@@ -39,7 +40,14 @@ from device import __version__
 from device.errors import MqttConfigError
 from device.events import Event
 from device.mqtt.credentials import read_password, tls_context
-from device.mqtt.discovery import PAYLOAD_OFFLINE, PAYLOAD_ONLINE, DiscoveryBuilder, Topics, slug
+from device.mqtt.discovery import (
+    PAYLOAD_OFFLINE,
+    PAYLOAD_ONLINE,
+    PAYLOAD_PAIR,
+    DiscoveryBuilder,
+    Topics,
+    slug,
+)
 from device.mqtt.outbox import Outbox
 from device.mqtt.settings import MqttConfig
 from device.mqtt.states import HomeAssistantBridge, OutgoingMessage
@@ -110,6 +118,7 @@ class MqttSink:
         self._client = self._build_client(
             config, config.client_id or f"senses-{slug(station_name)}"
         )
+        self._on_pair: Callable[[], None] | None = None
 
     def _build_client(self, config: MqttConfig, client_id: str) -> mqtt.Client:
         password = read_password(config)
@@ -148,6 +157,42 @@ class MqttSink:
                 elif not message.is_discovery:
                     # Discovery configs are all announced again on connect.
                     self._outbox.put(message)
+
+    def enable_pairing(self, on_press: Callable[[], None]) -> None:
+        """Offer Home Assistant a "Pair a phone" button (``on_press`` runs on paho's thread
+        when pressed) and a pairing state with the passkey."""
+        with self._lock:
+            first = self._on_pair is None
+            self._on_pair = on_press
+            self.bridge.pairing_enabled = True
+            if not first:
+                return
+            self._client.message_callback_add(self.topics.pairing_command, self._on_pair_command)
+            if self._connected.is_set():  # already connected: announce and listen now
+                self._client.subscribe(self.topics.pairing_command, qos=1)
+                for entity in self.bridge.discovery.pairing_entities():
+                    self._publish(self.bridge.config_message(entity))
+
+    def publish_pairing(self, kind: str, message: str, passkey: str | None = None) -> None:
+        """The pairing window's news (from any thread); Home Assistant shows the passkey."""
+        with self._lock:
+            if self._closed:
+                return
+            outgoing = self.bridge.pairing_message(kind, message, passkey)
+            if self._connected.is_set():
+                self._publish(outgoing)
+            else:
+                self._outbox.put(outgoing)
+
+    def _on_pair_command(self, client: mqtt.Client, userdata: Any, message: Any) -> None:
+        if message.payload.decode(errors="replace") != PAYLOAD_PAIR or self._on_pair is None:
+            log.warning("MQTT: ignored %r on %s", message.payload[:40], message.topic)
+            return
+        log.info("MQTT: Home Assistant asks to open a pairing window")
+        try:
+            self._on_pair()
+        except Exception:
+            log.exception("MQTT: opening a pairing window failed")
 
     def start(self) -> None:
         """Connect in the background; returns at once, retries with backoff until close()."""
@@ -243,6 +288,8 @@ class MqttSink:
             # them after everything below, so an old state would end up retained over a newer.
             unacknowledged = self._unacknowledged_states(client.drop_out_messages())
             client.publish(self.topics.status, PAYLOAD_ONLINE, qos=1, retain=True)
+            if self._on_pair is not None:
+                client.subscribe(self.topics.pairing_command, qos=1)
             announcements = self.bridge.announcements()
             for message in announcements:
                 if message.is_discovery:
