@@ -51,6 +51,7 @@ from test_bluezoo import (
     write_as_bluez,
 )
 
+from device.cli import main
 from device.clock import ManualClock
 from device.events import HealthStatus
 from device.link import protocol
@@ -495,3 +496,71 @@ def _pair_then_hang_up(path: Path) -> None:
     answers = request(path, {"op": "pair", "seconds": 60})
     assert next(answers)["event"] == "opened"
     answers.close()  # the socket closes, as when the user presses Ctrl-C
+
+
+# ------------------------------------------------------------------------------ the CLI
+
+
+def _config_file(tmp_path: Path, socket: Path) -> Path:
+    config = tmp_path / "senses.toml"
+    config.write_text(
+        f'[station]\ndata_dir = "{tmp_path / "data"}"\n[link]\ncontrol_socket = "{socket}"\n'
+    )
+    return config
+
+
+def test_the_cli_without_a_daemon_says_what_to_do(
+    tmp_path: Path, socket_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _config_file(tmp_path, socket_path)
+    for command in (["pair"], ["phones"], ["forget", PHONE_ADDRESS]):
+        assert main(["link", *command, "--config", str(config)]) == 2
+        err = " ".join(capsys.readouterr().err.split())
+        assert "station daemon is not running" in err and "systemctl start senses" in err
+
+
+@pytest.mark.asyncio
+async def test_senses_link_pair_prints_the_passkey_bluez_shows(
+    bluezoo: BlueZoo,
+    core: LinkCore,
+    store: EventStore,
+    tmp_path: Path,
+    socket_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pairing = Pairing(tmp_path)
+    link = BluezLink(
+        core,
+        store,
+        ManualClock(),
+        adapter=STATION_ADAPTER,
+        bus_address=bluezoo.bus_address,
+        pairing=pairing.agent,
+        control_socket=socket_path,
+    )
+    emitted, stop = Emitted(), threading.Event()
+    sense = threading.Thread(target=link.run, args=(emitted, stop))
+    sense.start()
+    config = _config_file(tmp_path, socket_path)
+    try:
+        await emitted.health(HealthStatus.OK, "advertising")
+        command = asyncio.create_task(
+            asyncio.to_thread(main, ["link", "pair", "--seconds", "30", "--config", str(config)])
+        )
+        await eventually(lambda: pairable(bluezoo))
+        server = link.server
+        assert server is not None
+        # bluetoothd: a phone asks to pair, here is the passkey to show.
+        await call_agent(bluezoo, server, "DisplayPasskey", "ouq", [PHONE_ON_STATION, 654321, 0])
+        await eventually(lambda: _true(pairing.kinds()[-1] is EventKind.PASSKEY))
+        pairing.window.close("its time ran out")  # the user did not type it in time
+        assert await command == 1  # no phone bonded
+        out = " ".join(capsys.readouterr().out.split())
+        assert "654321" in out and PHONE_ADDRESS in out
+        assert "still pairing" in out and "no bond is kept" in out
+
+        assert main(["link", "phones", "--config", str(config)]) == 0
+        assert "No phone is bonded" in capsys.readouterr().out
+    finally:
+        stop.set()
+        await asyncio.to_thread(sense.join, 10)
