@@ -18,8 +18,9 @@ What it does not (Bumble's tests and a real Pi cover these): no ATT MTU exchange
 always 512) and no truncation of long notifications; no link security, so it ignores the
 ``encrypt-authenticated-write`` flag (our ``Paired`` check is what refuses here, real BlueZ
 refuses first with ATT 0x0F / 0x05); it hands our D-Bus error names to bleak instead of ATT
-error codes; no Prepare/Execute long writes (we call WriteValue as bluetoothd would); no 31-byte advertising
-limit, scan response or radio timing; no D-Bus policy (a non-root user's AccessDenied).
+error codes; no Prepare/Execute long writes (we call WriteValue as bluetoothd would); no
+31-byte advertising limit, scan response or radio timing; no D-Bus policy (a non-root user's
+AccessDenied).
 """
 
 from __future__ import annotations
