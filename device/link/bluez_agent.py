@@ -38,7 +38,13 @@ from dbus_fast.annotations import DBusObjectPath, DBusStr, DBusUInt16, DBusUInt3
 from dbus_fast.service import ServiceInterface, dbus_method
 
 from device.link.bluez import DBusVoid, _call, _CallError
-from device.link.pairing import PairingError, PairingWindow, PhoneRecord, PhoneRegistry
+from device.link.pairing import (
+    PairingError,
+    PairingEvent,
+    PairingWindow,
+    PhoneRecord,
+    PhoneRegistry,
+)
 
 if TYPE_CHECKING:
     from device.link.bluez import BluezGattServer
@@ -421,8 +427,8 @@ class BluezPairing:
             self._judging.discard(path)
             self._passkey_shown.discard(path)
 
-    def _on_event(self, event: Any) -> None:
-        if getattr(event, "remove_bond", False) and event.address and self._adapter_path:
+    def _on_event(self, event: PairingEvent) -> None:
+        if event.remove_bond and event.address and self._adapter_path:
             path = f"{self._adapter_path}/dev_{event.address.replace(':', '_')}"
             if path not in self._bonds:
                 # A pairing the window closed on: drop the device, which aborts the pairing.
