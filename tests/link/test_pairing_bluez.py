@@ -564,3 +564,21 @@ async def test_senses_link_pair_prints_the_passkey_bluez_shows(
     finally:
         stop.set()
         await asyncio.to_thread(sense.join, 10)
+
+
+@pytest.mark.asyncio
+async def test_a_phone_that_leaves_without_bonding_is_reported_and_the_window_stays_open(
+    bluezoo: BlueZoo, paired_station: tuple[BluezGattServer, Pairing]
+) -> None:
+    # A wrong passkey on real BlueZ: SMP fails, no Paired, the phone drops the link.
+    server, pairing = paired_station
+    pairing.window.open(60)
+    device = await find_station(bluezoo)
+    async with BleakClient(device, bluez={"adapter": PHONE_ADAPTER}):
+        await call_agent(bluezoo, server, "DisplayPasskey", "ouq", [PHONE_ON_STATION, 111, 0])
+        assert pairing.events[-1].passkey == "000111"
+    await eventually(lambda: _true(pairing.kinds()[-1] is EventKind.FAILED))
+    failed = pairing.events[-1]
+    assert "disconnected before bonding" in failed.message and "try again" in failed.message
+    assert pairing.window.is_open and await pairable(bluezoo)
+    assert pairing.agent.phones() == []  # no half-made bond
