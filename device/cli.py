@@ -23,6 +23,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -34,6 +35,7 @@ from device.ear.cli import add_commands as add_ear_commands
 from device.errors import SensesError
 from device.events import Event, FoodReading, NoseReading
 from device.eye.cli import add_commands as add_eye_commands
+from device.link.cli import add_commands as add_link_commands
 from device.link.core import LinkCore
 from device.link.protocol import Message
 from device.logs import configure_logging
@@ -591,6 +593,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.set_defaults(handler=cmd_doctor)
     add_eye_commands(commands)
     add_ear_commands(commands)
+    add_link_commands(commands)
     return parser
 
 
@@ -603,7 +606,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except SensesError as e:
-        Console(stderr=True).print(f"[red]error:[/] {e}")
+        # Escaped: messages name config sections ("[link] ...") that are not markup.
+        Console(stderr=True).print(f"[red]error:[/] {escape(str(e))}")
         return 2
     except KeyboardInterrupt:
         return 130

@@ -193,6 +193,25 @@ class LinkConfig(_Section):
 
     enabled: bool = True
     adapter: str | None = Field(None, description="e.g. hci0; default: BlueZ's first adapter")
+    allow_just_works: bool = Field(
+        False,
+        description="accept control writes over a bond made without a passkey (a phone that "
+        "cannot type one): encrypted, but not protected against a man in the middle",
+    )
+    pair_window_s: float = Field(
+        120.0, gt=0, le=3600, description="how long 'senses link pair' lets a phone pair"
+    )
+    auto_pair_window_s: float = Field(
+        300.0,
+        ge=0,
+        le=3600,
+        description="pairing is open this long after start while no phone is bonded (0: never)",
+    )
+    control_socket: Path | None = Field(
+        None,
+        description="Unix socket 'senses link' talks to the daemon on; default "
+        "/run/senses/link.sock under systemd, else $XDG_RUNTIME_DIR/senses/link.sock",
+    )
 
 
 class StoreConfig(_Section):

@@ -64,6 +64,9 @@ class Daemon:
         self.station = Station(self.nose_clock, sinks)
         self.senses = StationSenses()
         self.link_core: LinkCore | None = None
+        self.link: Any = None
+        """The BluezLink sense, once started (the MQTT pairing button opens its window)."""
+        self.started_s = time.monotonic()
         self._reload = threading.Event()
         self._stop = threading.Event()
         self.status = StatusWriter(
@@ -125,6 +128,9 @@ class Daemon:
         if not self.config.link.enabled:
             return
         from device.link.bluez import BluezLink
+        from device.link.bluez_agent import BluezPairing
+        from device.link.cli import socket_path
+        from device.link.pairing import PairingWindow, PhoneRegistry
 
         # The link runs on the real clock even when the nose is emulated at speed: its rate
         # limits and retries are about phones and BlueZ, which live in real time.
@@ -133,11 +139,33 @@ class Daemon:
             station_name=self.config.station.name,
             clock=self.realtime,
             handlers=self.senses.control_handlers(self.station.summary),
+            allow_just_works=self.config.link.allow_just_works,
         )
-        link = BluezLink(
-            self.link_core, self.store, self.realtime, adapter=self.config.link.adapter
+        link_config = self.config.link
+        window = PairingWindow(allow_just_works=link_config.allow_just_works)
+        pairing = BluezPairing(
+            window,
+            PhoneRegistry(self.config.station.data_dir / "link" / "phones.json"),
+            auto_window_s=link_config.auto_pair_window_s,
+            started_s=self.started_s,
         )
-        self.station.add_sense("link", link.run)
+        self.link = BluezLink(
+            self.link_core,
+            self.store,
+            self.realtime,
+            adapter=link_config.adapter,
+            pairing=pairing,
+            control_socket=socket_path(self.config),
+            pair_window_s=link_config.pair_window_s,
+        )
+        self.station.add_sense("link", self.link.run)
+        if self.mqtt is not None:
+            # Home Assistant: a "Pair a phone" button, and the passkey in the pairing state.
+            mqtt = self.mqtt
+            window.listeners.append(
+                lambda event: mqtt.publish_pairing(str(event.kind), event.message, event.passkey)
+            )
+            mqtt.enable_pairing(lambda: self.link.open_pairing_window(by="Home Assistant"))
 
     # --- reload -----------------------------------------------------------------------------
 

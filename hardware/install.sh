@@ -26,6 +26,8 @@ readonly UNIT_NAME=senses.service
 readonly UNIT_FILE=/etc/systemd/system/$UNIT_NAME
 readonly UDEV_RULES_FILE=/etc/udev/rules.d/99-senses.rules
 readonly MODULES_LOAD_FILE=/etc/modules-load.d/senses-i2c.conf
+# The station's pairing agent and bluetoothd talk over D-Bus: hardware/dbus/senses-bluetooth.conf.
+readonly DBUS_POLICY_FILE=/etc/dbus-1/system.d/senses-bluetooth.conf
 readonly COMMAND_LINK=/usr/local/bin/senses
 readonly BOOT_CONFIGS=(/boot/firmware/config.txt /boot/config.txt)
 readonly SUPPORTED_CODENAMES=(bookworm trixie)
@@ -465,6 +467,14 @@ install_udev_rules() {
     fi
 }
 
+install_bluetooth_policy() {
+    step "Bluetooth pairing: D-Bus policy $DBUS_POLICY_FILE"
+    run install -m 0644 "$SCRIPT_DIR/dbus/senses-bluetooth.conf" "$DBUS_POLICY_FILE"
+    if [[ -d /run/systemd/system ]]; then
+        run systemctl reload dbus || warn "could not reload D-Bus; the policy applies after a reboot"
+    fi
+}
+
 install_service() {
     step "systemd service $UNIT_NAME"
     run install -m 0644 "$SCRIPT_DIR/systemd/$UNIT_NAME" "$UNIT_FILE"
@@ -494,6 +504,7 @@ install_all() {
     install_config
     enable_i2c
     install_udev_rules
+    install_bluetooth_policy
     install_service
     step "done$( ((DRY_RUN)) && printf ' (dry run: nothing was changed)')"
     cat <<EOF
@@ -519,7 +530,10 @@ uninstall() {
     if [[ -d /run/systemd/system ]]; then
         run systemctl daemon-reload
     fi
-    run rm -f "$UDEV_RULES_FILE" "$MODULES_LOAD_FILE"
+    run rm -f "$UDEV_RULES_FILE" "$MODULES_LOAD_FILE" "$DBUS_POLICY_FILE"
+    if [[ -d /run/systemd/system ]]; then
+        run systemctl reload dbus || true
+    fi
     if [[ -S /run/udev/control ]]; then
         run udevadm control --reload-rules
     fi

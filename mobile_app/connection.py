@@ -76,8 +76,9 @@ _ATT_TO_RESULT: Final[dict[int, ResultCode]] = {
 RESULT_MESSAGES: Final[dict[ResultCode, str]] = {
     ResultCode.OK: "Done.",
     ResultCode.NOT_PERMITTED: (
-        "The station only accepts changes from a paired phone: this link is not paired. "
-        "Pair the phone with the station (Bluetooth settings), then try again."
+        "The station only accepts changes from a phone paired with its passkey: this link "
+        "is not paired. On the station run 'senses link pair' (or press Pair a phone in "
+        "Home Assistant), then type the passkey it shows into this phone's pairing dialog."
     ),
     ResultCode.RATE_LIMITED: "Too many requests: wait a second and try again.",
     ResultCode.MALFORMED: "The station did not understand the request: update the app.",
@@ -90,7 +91,9 @@ RESULT_MESSAGES: Final[dict[ResultCode, str]] = {
 """What to tell the user for each answer (the station's detail, if any, is appended)."""
 
 _BACKFILL_PROBLEMS: Final[dict[ResultCode, str]] = {
-    ResultCode.NOT_PERMITTED: "Not paired: events from while you were away are missing.",
+    ResultCode.NOT_PERMITTED: (
+        "Not paired: events from while you were away are missing (Settings says how to pair)."
+    ),
     ResultCode.UNAVAILABLE: "The station keeps no history: only live events are shown.",
     ResultCode.UNSUPPORTED: "The station cannot send its history: update the station.",
 }
@@ -751,8 +754,13 @@ class StationConnection:
             await self.link.write_control(data)
             async with asyncio.timeout(self.control_timeout_s):
                 result = await future
+        except ControlRefusedError as e:
+            if e.code is ResultCode.NOT_PERMITTED:
+                self.state.set_bonded(False)  # Settings says what to do
+            raise
         finally:
             self._pending.pop(request_id, None)
+        self.state.set_bonded(True)  # the station answered: it accepts this phone
         code = ResultCode(result.payload["code"])
         if code is not ResultCode.OK:
             raise ControlRefusedError(code, result.payload.get("detail") or "")

@@ -285,6 +285,10 @@ class AppState:
         """The station the app connects to (remembered once one has been found)."""
         self.link_problem: str | None = None
         """A problem with the link worth showing while connected (e.g. not paired)."""
+        self.bonded: bool | None = None
+        """Whether the station accepts this phone's changes: True once it answered a control
+        request, False when it refused one as not paired (with its passkey), None: not known
+        yet."""
         self.last_seq = 0
         """Highest event seq applied: the next backfill starts here."""
         self.newest_seq: dict[str, int] = {}
@@ -657,6 +661,12 @@ class AppState:
             ),
             out,
         )
+
+    def set_bonded(self, bonded: bool) -> None:
+        """The station answered (True) or refused as not paired (False) a control request."""
+        if bonded != self.bonded:
+            self.bonded = bonded
+            self._changed()
 
     def set_active_concept(self, name: str) -> None:
         """The station accepted ``name`` as the concept its camera scores."""

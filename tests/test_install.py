@@ -20,6 +20,7 @@ import tempfile
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
@@ -258,6 +259,28 @@ def test_uninstall_dry_run_keeps_config_and_data_unless_purged() -> None:
     purged = _install("--uninstall", "--purge", "--dry-run", "--force")
     assert purged.returncode == 0, purged.stderr
     assert "rm -rf /etc/senses /var/lib/senses" in purged.stdout
+
+
+def test_the_bluetooth_policy_drop_in_is_installed_and_uninstalled() -> None:
+    policy = HARDWARE / "dbus" / "senses-bluetooth.conf"
+    target = _install_constant("DBUS_POLICY_FILE")
+    assert target.startswith("/etc/dbus-1/system.d/")
+    installed = _install("--dry-run", "--force")
+    assert f"install -m 0644 {policy} {target}" in installed.stdout
+    removed = _install("--uninstall", "--dry-run", "--force")
+    assert any(target in line for line in re.findall(r"would run: rm -f .*", removed.stdout))
+    # The policy names the user the installer creates, and lets bluetoothd call our agent.
+    root = ElementTree.parse(policy).getroot()
+    users = {p.get("user") for p in root.iter("policy")}
+    assert _install_constant("SERVICE_USER") in users
+    sends = {a.get("send_interface") for a in root.iter("allow")}
+    assert "org.bluez.Agent1" in sends
+
+
+def test_unit_gives_the_cli_socket_a_runtime_directory() -> None:
+    unit = _unit_settings()
+    assert unit["RuntimeDirectory"] == ["senses"]
+    assert unit["RuntimeDirectoryMode"] == ["0750"]  # root and the group senses
 
 
 # --- the example configuration ---------------------------------------------------------------

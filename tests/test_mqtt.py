@@ -815,3 +815,24 @@ def test_pressing_the_button_marks_food_in_on_a_running_station(
             station.wait(timeout=10)
         except subprocess.TimeoutExpired:
             station.kill()
+def test_the_pair_button_opens_a_window_and_the_passkey_reaches_home_assistant(
+    sink: MqttSink, listen: Callable[[], Listener]
+) -> None:
+    pressed = threading.Event()
+    sink.enable_pairing(pressed.set)  # the daemon does this once its link runs
+    ha = listen()
+    button = json.loads(ha.wait_for(f"homeassistant/button/{NODE}/pair_phone/config").payload)
+    assert button["name"] == "Pair a phone" and "state_topic" not in button
+    ha.client.publish(button["command_topic"], button["payload_press"], qos=1)
+    assert pressed.wait(WAIT_S), "pressing the button did not reach the station"
+
+    sensor = json.loads(ha.wait_for(f"homeassistant/sensor/{NODE}/pairing/config").payload)
+    sink.publish_pairing("passkey", "'Pixel' asks to pair: type 012345", "012345")
+    # The sensor shows the passkey while a phone waits for it, else the window's state.
+    assert sensor["value_template"] == "{{ value_json.passkey or value_json.state }}"
+    state = ha.wait_for(sensor["state_topic"], lambda m: "012345" in m.payload).json()
+    assert (state["passkey"], state["state"]) == ("012345", "passkey")  # leading zero kept
+    assert "type 012345" in state["message"]
+    sink.publish_pairing("bonded", "'Pixel' is bonded")
+    state = ha.wait_for(sensor["state_topic"], lambda m: "bonded" in m.payload).json()
+    assert (state["passkey"], state["state"]) == (None, "bonded")

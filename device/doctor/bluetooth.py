@@ -38,11 +38,29 @@ def check_bluez(config: Config, *, bus_address: str | None = None) -> list[Findi
     name = "bluetooth"
     if not config.link.enabled:
         return [Finding(name, Status.OK, "link disabled in the config")]
+    pairing = pairing_security(config)
     try:
         detail = asyncio.run(_bluez_adapter(config.link.adapter, bus_address))
     except BluetoothUnavailableError as e:
-        return [finding_from_error(name, e)]
-    return [Finding(name, Status.OK, detail)]
+        return [finding_from_error(name, e), *pairing]
+    return [Finding(name, Status.OK, detail), *pairing]
+
+
+def pairing_security(config: Config) -> list[Finding]:
+    """A warning when the control point accepts bonds made without a passkey."""
+    if not config.link.allow_just_works:
+        return []
+    return [
+        Finding(
+            "bluetooth pairing",
+            Status.WARN,
+            "[link] allow_just_works = true: a phone bonded without a passkey may change the "
+            "station's settings; such a bond is encrypted but not protected against a man in "
+            "the middle, so someone in range during a pairing window could bond instead",
+            "set [link] allow_just_works = false once every phone has paired with the passkey "
+            "('senses link phones'; 'senses link forget ADDR' and pair it again)",
+        )
+    ]
 
 
 async def _bluez_adapter(adapter: str | None, bus_address: str | None) -> str:

@@ -26,10 +26,13 @@ moves bytes between it and BlueZ. What BlueZ's D-Bus API imposes, and how we liv
 * **MTU per phone.** BlueZ passes ``device`` and ``mtu`` in the options of ``ReadValue`` and
   ``WriteValue`` (``StartNotify`` takes no arguments). A phone we have not heard from yet
   counts as ATT_MTU 23 (20-byte notifications).
-* **Security.** The control point's ``encrypt-write`` flag makes BlueZ refuse an unencrypted
-  write with ATT Insufficient Encryption before it reaches us (phones then pair). Writes that
-  do arrive are checked again against the device's ``Paired`` property, which is what the core
-  gets as ``authenticated``.
+* **Security.** The control point's ``encrypt-authenticated-write`` flag makes BlueZ refuse
+  a write before it reaches us unless the link is encrypted with keys from a passkey bond
+  (ATT Insufficient Encryption / Authentication, which make phones pair); with
+  ``[link] allow_just_works`` it is ``encrypt-write``. Writes that do arrive are checked
+  again against the device's ``Paired`` property, which is what the core gets as
+  ``authenticated``. Who may bond, and when, is the station's own agent's business
+  (:mod:`device.link.bluez_agent`, attached with ``pairing=``).
 * **Long writes.** A write longer than ATT_MTU - 3 arrives as Prepare Write chunks of
   ATT_MTU - 5 bytes, executed as one ``WriteValue`` per chunk with increasing ``offset`` and no
   end marker; chunks are joined per phone until the message decodes or a short chunk ends it.
@@ -58,7 +61,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 from dbus_fast import AuthError, BusType, DBusError, Message, MessageType, PropertyAccess, Variant
 from dbus_fast.aio import MessageBus
@@ -79,6 +82,12 @@ from device.link import core as link_core
 from device.link import protocol, uuids
 from device.link.core import CharacteristicSpec, DescriptorSpec, LinkCore
 from device.store import EventStore, StoredEvent
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from device.link.bluez_agent import BluezPairing
+    from device.link.pairing import PhoneRecord
 
 log = logging.getLogger(__name__)
 
@@ -509,11 +518,15 @@ class BluezGattServer:
         adapter: str | None = None,
         bus_address: str | None = None,
         name: str | None = None,
+        pairing: BluezPairing | None = None,
     ) -> None:
         """``adapter``: "hci0" or an object path (None: the first one BlueZ lists).
         ``bus_address``: the system bus (None: $DBUS_SYSTEM_BUS_ADDRESS or the default).
-        ``name``: the advertised name (None: the core's station name)."""
+        ``name``: the advertised name (None: the core's station name).
+        ``pairing``: the station's pairing agent and window (None: no agent; whoever else
+        runs one decides who bonds)."""
         self.core = core
+        self.pairing = pairing
         self.adapter = adapter
         self.bus_address = bus_address
         self.name = name if name is not None else core.station_name
@@ -566,6 +579,11 @@ class BluezGattServer:
         """True while BlueZ serves our application and advertises the station."""
         return self._app_registered and self._advertising
 
+    @property
+    def _complete(self) -> bool:
+        """Registered, and so is the pairing agent when there is one."""
+        return self.registered and (self.pairing is None or self.pairing.agent_registered)
+
     async def start(self) -> None:
         """Connect to the system bus, export the objects, register them with BlueZ.
 
@@ -595,13 +613,17 @@ class BluezGattServer:
         try:
             for path, interface in self._objects:
                 bus.export(path, interface)
+            if self.pairing is not None:
+                self.pairing.export(self, bus)
             bus.add_message_handler(self._on_message)
             await self._watch_bluez(bus)
-            await self._register(bus)
+            await self._register(bus, agent_errors_fatal=False)
         except BaseException:
             await self._close()
             raise
         self._supervisor = asyncio.create_task(self._keep_registered(), name="bluez-link")
+        if not self._complete:
+            self._wake_up()  # the agent failed: the supervisor retries it with backoff
         log.info(
             "link: serving %d services on %s, advertising as %r",
             len(self.core.layout),
@@ -620,6 +642,8 @@ class BluezGattServer:
         bus = self._bus
         if bus is not None and self.adapter_path is not None:
             # Best effort: a BlueZ that is gone has forgotten us already.
+            if self.pairing is not None:
+                await self.pairing.detach(bus, STOP_DEADLINE_S)
             if self._advertising:
                 await self._unregister(
                     bus, ADVERTISING_MANAGER_IFACE, "UnregisterAdvertisement", ADVERTISEMENT_PATH
@@ -648,6 +672,8 @@ class BluezGattServer:
             return
         for path, interface in self._objects:
             bus.unexport(path, interface)
+        if self.pairing is not None:
+            self.pairing.unexport(bus)
         bus.remove_message_handler(self._on_message)
         bus.disconnect()
         with contextlib.suppress(Exception):
@@ -676,8 +702,11 @@ class BluezGattServer:
                     f"the system bus refused a signal subscription ({e}); restart dbus",
                 ) from e
 
-    async def _register(self, bus: MessageBus) -> None:
-        """Find the adapter and register what is not registered yet. Idempotent."""
+    async def _register(self, bus: MessageBus, *, agent_errors_fatal: bool = True) -> None:
+        """Find the adapter and register what is not registered yet. Idempotent.
+
+        The pairing agent comes last; with ``agent_errors_fatal`` False its failure is only
+        logged (the streams serve without it, and the supervisor retries it)."""
         try:
             (objects,) = await _call(bus, "/", OBJECT_MANAGER_IFACE, "GetManagedObjects")
         except _CallError as e:
@@ -716,6 +745,15 @@ class BluezGattServer:
                 if not e.name.endswith(".AlreadyExists"):
                     raise self._advertising_refused(name, e) from e
             self._advertising = True
+        if self.pairing is not None:
+            from device.link.pairing import PairingError
+
+            try:
+                await self.pairing.attach(bus, path, objects)
+            except PairingError as e:
+                if agent_errors_fatal:
+                    raise
+                log.warning("link: %s; phones cannot pair until it is registered", e)
 
     def _advertising_refused(self, adapter: str, error: _CallError) -> BluetoothUnavailableError:
         if error.name.endswith(".InvalidLength"):
@@ -742,7 +780,7 @@ class BluezGattServer:
         while True:
             await wake.wait()
             delay_s = REREGISTER_FIRST_S
-            while not self.registered:
+            while not self._complete:
                 wake.clear()
                 bus = self._bus
                 if bus is None:
@@ -767,6 +805,10 @@ class BluezGattServer:
         if self._wake is not None:
             self._wake.set()
 
+    def wake_up(self) -> None:
+        """Check the registrations again now (the agent was released, ...)."""
+        self._wake_up()
+
     def _changed(self, registered: bool, what: str) -> None:
         if self.on_change is not None:
             try:
@@ -775,6 +817,8 @@ class BluezGattServer:
                 log.exception("link: on_change failed")
 
     def _lost(self, why: str) -> None:
+        if self.pairing is not None:
+            self.pairing.lost()
         if self._app_registered or self._advertising:
             log.warning("link: %s; the station is not reachable until it is back", why)
             self._changed(False, f"{why}; phones cannot reach the station until it is back")
@@ -826,12 +870,17 @@ class BluezGattServer:
                     self._wake_up()
                 elif DEVICE_IFACE in interfaces:
                     self._forget(path)
+                    if self.pairing is not None and self._ours(path):
+                        self.pairing.device_removed(path)
             return
         if member == "PropertiesChanged" and message.interface == PROPERTIES_IFACE:
             interface, changed, _invalidated = body
             path = message.path or ""
             if interface == DEVICE_IFACE:
                 self._device_changed(path, changed)
+            elif interface == ADAPTER_IFACE and path == self.adapter_path and "Pairable" in changed:
+                if self.pairing is not None:
+                    self.pairing.adapter_pairable(bool(changed["Pairable"].value))
             elif interface == ADAPTER_IFACE and path == self.adapter_path and "Powered" in changed:
                 if changed["Powered"].value:
                     # Whether BlueZ kept the advertisement over the power cycle or not,
@@ -847,6 +896,8 @@ class BluezGattServer:
         return self.adapter_path is not None and device_path.startswith(self.adapter_path + "/")
 
     def _device_changed(self, path: str, properties: Mapping[str, Variant]) -> None:
+        if self.pairing is not None and self._ours(path):
+            self.pairing.device_changed(path, properties)
         if not self._ours(path) or "Connected" not in properties:
             return
         if properties["Connected"].value:
@@ -923,6 +974,8 @@ class BluezGattServer:
             if path.startswith("/"):
                 # It is evidently connected; the Connected signal may still be on its way.
                 self.clients[path] = client
+                if self.pairing is not None:
+                    self.pairing.seen(path)
         mtu = _option(options, "mtu", None)
         if isinstance(mtu, int) and mtu >= DEFAULT_ATT_MTU and mtu != client.mtu:
             client.mtu = mtu
@@ -967,6 +1020,9 @@ class BluezGattServer:
             if data is None:
                 return
             authenticated = await self._paired(path)
+            if authenticated and self.pairing is not None:
+                # Only bonds the station's window allowed count (no half-made bond).
+                authenticated = await self.pairing.is_kept_bond(path)
             outcome = self.core.handle_control(data, client=address, authenticated=authenticated)
         except DBusError:
             raise
@@ -1037,6 +1093,7 @@ async def start_bluez_server(
     adapter: str | None = None,
     bus_address: str | None = None,
     name: str | None = None,
+    pairing: BluezPairing | None = None,
 ) -> BluezGattServer:
     """Serve ``core`` over BlueZ and, with ``store``, send every event it commits.
 
@@ -1044,7 +1101,9 @@ async def start_bluez_server(
     bluetoothd, no adapter, adapter off or blocked, BlueZ refusing our objects); its message
     says what to do and its ``reason`` which case it is.
     """
-    server = BluezGattServer(core, adapter=adapter, bus_address=bus_address, name=name)
+    server = BluezGattServer(
+        core, adapter=adapter, bus_address=bus_address, name=name, pairing=pairing
+    )
     await server.start()
     if store is not None:
         server.attach(store)
@@ -1058,6 +1117,10 @@ class BluezLink:
     While BlueZ cannot serve (bluetoothd not up yet at boot, no adapter, adapter off) it says
     why in a :class:`~device.events.Health` event, once per distinct reason, and tries again
     with backoff; once serving, the server itself rides out BlueZ restarts.
+
+    With ``pairing`` it runs the station's pairing agent and window, and with
+    ``control_socket`` it answers ``senses link pair | phones | forget`` on that Unix socket
+    (:mod:`device.link.control_socket`), also while BlueZ is away (then with why).
     """
 
     def __init__(
@@ -1069,6 +1132,9 @@ class BluezLink:
         adapter: str | None = None,
         bus_address: str | None = None,
         name: str | None = None,
+        pairing: BluezPairing | None = None,
+        control_socket: Path | None = None,
+        pair_window_s: float = 120.0,
     ) -> None:
         self.core = core
         self.store = store
@@ -1076,8 +1142,71 @@ class BluezLink:
         self.adapter = adapter
         self.bus_address = bus_address
         self.name = name
+        self.pairing = pairing
+        self.control_socket = control_socket
+        self.pair_window_s = pair_window_s
         self.server: BluezGattServer | None = None
         """The running server, once BlueZ accepted it."""
+        self._unavailable: str | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # --- what the control socket (and MQTT) ask -----------------------------------------------
+
+    def _pairing_ready(self) -> BluezPairing:
+        from device.link.pairing import PairingError
+
+        if self.pairing is None:
+            raise PairingError("this station runs without its pairing agent")
+        if self.server is None:
+            why = self._unavailable or "BlueZ is not serving the station yet"
+            raise PairingError(f"the link is not serving, so no phone can pair: {why}")
+        return self.pairing
+
+    async def pair(self, seconds: float | None, send: Callable[[dict[str, Any]], Any]) -> bool:
+        """Open the window and stream its events to ``send`` until a bond or its end.
+
+        True if a phone bonded. Cancelled (the ``pair`` command was interrupted): the window
+        closes."""
+        from device.link.pairing import EventKind, PairingEvent
+
+        pairing = self._pairing_ready()
+        events: asyncio.Queue[PairingEvent] = asyncio.Queue()
+        pairing.window.listeners.append(events.put_nowait)
+        try:
+            pairing.open_window(seconds or self.pair_window_s, by="senses link pair")
+            while True:
+                event = await events.get()
+                await send({"event": str(event.kind), **event.to_dict()})
+                if event.kind is EventKind.BONDED:
+                    return True
+                if event.kind is EventKind.CLOSED:
+                    return False
+        except asyncio.CancelledError:
+            pairing.window.close("'senses link pair' was interrupted")
+            raise
+        finally:
+            pairing.window.listeners.remove(events.put_nowait)
+
+    def phones(self) -> list[PhoneRecord]:
+        return self._pairing_ready().phones()
+
+    async def forget(self, address: str) -> PhoneRecord:
+        return await self._pairing_ready().forget(address)
+
+    def open_pairing_window(self, seconds: float | None = None, *, by: str) -> None:
+        """Open the window from another thread (the MQTT button). Errors are logged."""
+        loop = self._loop
+        if loop is None:
+            log.warning("link: cannot open a pairing window (%s): the link is not running", by)
+            return
+
+        def open_now() -> None:
+            try:
+                self._pairing_ready().open_window(seconds or self.pair_window_s, by=by)
+            except Exception as e:
+                log.warning("link: cannot open a pairing window (%s): %s", by, e)
+
+        loop.call_soon_threadsafe(open_now)
 
     def run(self, emit: Callable[[Event], None], stop: threading.Event) -> None:
         """The sense entry point for :meth:`device.runtime.Station.add_sense`."""
@@ -1087,15 +1216,46 @@ class BluezLink:
         emit(Health(ts=self.clock.wall(), component=COMPONENT, status=status, message=message))
 
     async def _serve(self, emit: Callable[[Event], None], stop: threading.Event) -> None:
+        from device.link.control_socket import ControlSocketServer
+        from device.link.pairing import PairingError
+
+        self._loop = asyncio.get_running_loop()
+        socket_server: ControlSocketServer | None = None
+        if self.control_socket is not None:
+            socket_server = ControlSocketServer(self.control_socket, self)
+            try:
+                await socket_server.start()
+            except (PairingError, OSError) as e:
+                log.error("link: no control socket at %s: %s", self.control_socket, e)
+                self._health(
+                    emit,
+                    HealthStatus.DEGRADED,
+                    f"'senses link pair' cannot reach the daemon: control socket "
+                    f"{self.control_socket}: {e}",
+                )
+                socket_server = None
+        try:
+            await self._serve_bluez(emit, stop)
+        finally:
+            if socket_server is not None:
+                await socket_server.stop()
+            self._loop = None
+
+    async def _serve_bluez(self, emit: Callable[[Event], None], stop: threading.Event) -> None:
         delay_s = RETRY_FIRST_S
         reported: str | None = None
         while not stop.is_set():
             server = BluezGattServer(
-                self.core, adapter=self.adapter, bus_address=self.bus_address, name=self.name
+                self.core,
+                adapter=self.adapter,
+                bus_address=self.bus_address,
+                name=self.name,
+                pairing=self.pairing,
             )
             try:
                 await server.start()
             except BluetoothUnavailableError as e:
+                self._unavailable = str(e)
                 if str(e) != reported:
                     log.warning("link: %s", e)
                     self._health(emit, HealthStatus.FAILED, f"no BLE link: {e}")
@@ -1109,6 +1269,7 @@ class BluezLink:
                     emit, HealthStatus.OK if registered else HealthStatus.DEGRADED, what
                 )
                 self.server = server
+                self._unavailable = None
                 self._health(
                     emit,
                     HealthStatus.OK,

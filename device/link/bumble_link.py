@@ -8,23 +8,32 @@ Pi the same :class:`~device.link.core.LinkCore` runs behind BlueZ instead.
 * :class:`BumbleLinkServer`: the peripheral. Builds its GATT database from ``core.layout``,
   sends each client its own ordered stream of frames sized to that client's MTU, answers the
   control point (which requires an encrypted link: Bumble refuses an unencrypted write with
-  ATT Insufficient Encryption before it reaches the core).
+  ATT Insufficient Encryption before it reaches the core; the core then requires keys from a
+  passkey bond, which only this server can tell: Bumble's own "authenticated" flag is set by
+  any encryption).
 * :class:`BumbleClient`: the central, as the app behaves: connect, exchange MTU, pair (first
   time) or re-encrypt with the bonded keys, discover, subscribe to every stream, reassemble
   and decode (:class:`~device.link.protocol.Inbox`), backfill after a reconnect.
 
-Pairing is LE Secure Connections "Just Works" with bonding (the station has no display or
-keyboard), with the random static address as identity address: the virtual link delivers data
-by random address only, and bonded keys must be found under the address the peer connects
-from.
+Pairing is LE Secure Connections **passkey entry** with bonding, as on the Pi: the station
+is ``DisplayOnly`` and shows a 6-digit passkey, the phone (``KeyboardDisplay``) types it. A
+virtual phone types what the station on the same :class:`LocalLink` displayed, by itself
+(:class:`PasskeyBoard`), so a test that pairs needs nothing more; ``virtual_device(...,
+typed=...)`` makes it type something else, and ``pairing=just_works_pairing`` makes it a
+phone that cannot type at all. With a :class:`~device.link.pairing.PairingWindow` the station
+lets a phone bond only inside the window, as the station's BlueZ agent does. The random
+static address is the identity address: the virtual link delivers data by random address
+only, and bonded keys must be found under the address the peer connects from.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
 import logging
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -45,6 +54,7 @@ from device.errors import SensesError
 from device.link import core as link_core
 from device.link import ess, protocol, uuids
 from device.link.core import LinkCore
+from device.link.pairing import PairingWindow
 from device.link.protocol import Inbox, Message, ResultCode
 from device.store import EventStore
 
@@ -79,18 +89,112 @@ def virtual_link() -> LocalLink:
     return LocalLink()  # type: ignore[no-untyped-call]
 
 
-def virtual_device(link: LocalLink, name: str, address: str) -> Device:
-    """A Bumble device on ``link`` (a virtual controller wired to a host, no transport)."""
+PASSKEY_WAIT_S: Final = 5.0
+"""How long a virtual phone waits for the station to show a passkey before giving up."""
+
+
+class PasskeyBoard:
+    """The passkeys the virtual stations on one link show, by the phone they are meant for:
+    what a person reads off the station and types into the phone."""
+
+    def __init__(self) -> None:
+        self._shown: dict[str, asyncio.Future[int]] = {}
+
+    def _future(self, phone: str) -> asyncio.Future[int]:
+        future = self._shown.get(phone)
+        if future is None or future.done():
+            future = asyncio.get_running_loop().create_future()
+            self._shown[phone] = future
+        return future
+
+    def show(self, phone: str, passkey: int) -> None:
+        self._future(phone).set_result(passkey)
+
+    async def read(self, phone: str, timeout_s: float = PASSKEY_WAIT_S) -> int | None:
+        """The passkey shown for ``phone`` (None if none is shown in time)."""
+        future = self._future(phone)
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await asyncio.shield(future)
+        except TimeoutError:
+            return None
+        finally:
+            if future.done():
+                self._shown.pop(phone, None)
+
+
+_BOARDS: weakref.WeakKeyDictionary[LocalLink, PasskeyBoard] = weakref.WeakKeyDictionary()
+_DEVICE_BOARDS: weakref.WeakKeyDictionary[Device, PasskeyBoard] = weakref.WeakKeyDictionary()
+
+
+def passkey_board(link: LocalLink) -> PasskeyBoard:
+    """The board of ``link`` (one per virtual air)."""
+    board = _BOARDS.get(link)
+    if board is None:
+        board = _BOARDS[link] = PasskeyBoard()
+    return board
+
+
+def _the_right_code(shown: int) -> int | None:
+    return shown
+
+
+def virtual_device(
+    link: LocalLink,
+    name: str,
+    address: str,
+    *,
+    typed: Callable[[int], int | None] = _the_right_code,
+) -> Device:
+    """A Bumble device on ``link`` (a virtual controller wired to a host, no transport).
+
+    As a phone, it types ``typed(passkey the station showed)`` when pairing asks for a
+    passkey (default: the right one; None: the user cancels). :class:`BumbleLinkServer`
+    makes a device the station (``DisplayOnly``)."""
     controller = Controller(name, link=link, public_address=address)
     device = Device(
         name=name, address=Address(address), host=Host(controller, AsyncPipeSink(controller))
     )
-    device.pairing_config_factory = just_works_pairing
+    board = passkey_board(link)
+    _DEVICE_BOARDS[device] = board
+    device.pairing_config_factory = functools.partial(passkey_entry_pairing, board, typed)
     return device
 
 
+class _PhoneDelegate(PairingDelegate):
+    """A phone's pairing dialog: the user reads the station's passkey and types it."""
+
+    def __init__(
+        self, connection: Connection, board: PasskeyBoard, typed: Callable[[int], int | None]
+    ) -> None:
+        super().__init__(
+            io_capability=PairingDelegate.IoCapability.DISPLAY_OUTPUT_AND_KEYBOARD_INPUT
+        )
+        self._connection = connection
+        self._board = board
+        self._typed = typed
+
+    async def get_number(self) -> int | None:
+        shown = await self._board.read(str(self._connection.self_address))
+        return None if shown is None else self._typed(shown)
+
+
+def passkey_entry_pairing(
+    board: PasskeyBoard, typed: Callable[[int], int | None], connection: Connection
+) -> PairingConfig:
+    """A phone's side: LE Secure Connections, bonding, MITM protection (it has a keyboard)."""
+    return PairingConfig(
+        sc=True,
+        mitm=True,
+        bonding=True,
+        identity_address_type=PairingConfig.AddressType.RANDOM,
+        delegate=_PhoneDelegate(connection, board, typed),
+    )
+
+
 def just_works_pairing(connection: Connection) -> PairingConfig:
-    """LE Secure Connections, bonding, no MITM protection (neither side has a display)."""
+    """A phone that can neither show nor type a passkey: LE Secure Connections "just works",
+    bonded and encrypted, without MITM protection."""
     return PairingConfig(
         sc=True,
         mitm=False,
@@ -98,6 +202,37 @@ def just_works_pairing(connection: Connection) -> PairingConfig:
         identity_address_type=PairingConfig.AddressType.RANDOM,
         delegate=PairingDelegate(io_capability=PairingDelegate.IoCapability.NO_OUTPUT_NO_INPUT),
     )
+
+
+class _StationDelegate(PairingDelegate):
+    """The station's side: it shows a passkey (``DisplayOnly``), inside the window if any."""
+
+    def __init__(
+        self, connection: Connection, board: PasskeyBoard, window: PairingWindow | None
+    ) -> None:
+        super().__init__(io_capability=PairingDelegate.IoCapability.DISPLAY_OUTPUT_ONLY)
+        self._connection = connection
+        self._board = board
+        self._window = window
+
+    @property
+    def _phone(self) -> str:
+        return str(self._connection.peer_address)
+
+    async def accept(self) -> bool:
+        return self._window is None or self._window.may_pair(self._phone, None)
+
+    async def display_number(self, number: int, digits: int) -> None:
+        if self._window is None or self._window.passkey_shown(self._phone, None, number):
+            self._board.show(self._phone, number)
+
+    async def confirm(self, auto: bool = False) -> bool:
+        # Just works (the phone cannot type): the bond is made, and the control point
+        # refuses it unless [link] allow_just_works; with a window, the window decides.
+        return self._window is None or self._window.just_works_asked(self._phone, None)
+
+    async def compare_numbers(self, number: int, digits: int) -> bool:
+        return False  # DisplayOnly: never offered; refuse should a peer force it
 
 
 # ---------------------------------------------------------------------------------- server
@@ -120,7 +255,9 @@ def _permissions(flags: Sequence[str]) -> att.Attribute.Permissions:
         perms |= att.Attribute.Permissions.READABLE
     if link_core.WRITE in flags:
         perms |= att.Attribute.Permissions.WRITEABLE
-    if link_core.ENCRYPT_WRITE in flags:
+    if link_core.ENCRYPT_WRITE in flags or link_core.ENCRYPT_AUTHENTICATED_WRITE in flags:
+        # Bumble's WRITE_REQUIRES_AUTHENTICATION accepts any encrypted link (it marks every
+        # encrypted connection "authenticated"); the server checks the bond's MITM flag.
         perms |= att.Attribute.Permissions.WRITE_REQUIRES_ENCRYPTION
     return perms
 
@@ -133,13 +270,31 @@ class _Client:
 
 
 class BumbleLinkServer:
-    """The station's GATT server on a Bumble device, driven by a :class:`LinkCore`."""
+    """The station's GATT server on a Bumble device, driven by a :class:`LinkCore`.
 
-    def __init__(self, device: Device, core: LinkCore) -> None:
+    ``window``: phones bond only while it is open (None: whenever they ask, as in the demo).
+    ``board``: where the station shows passkeys (default: its link's, which virtual phones
+    read)."""
+
+    def __init__(
+        self,
+        device: Device,
+        core: LinkCore,
+        *,
+        window: PairingWindow | None = None,
+        board: PasskeyBoard | None = None,
+    ) -> None:
         self.device = device
         self.core = core
+        self.window = window
+        if board is None:
+            board = _DEVICE_BOARDS.get(device) or PasskeyBoard()
+        self.board = board
         self.characteristics: dict[str, Characteristic[Any]] = {}
         self._clients: dict[Connection, _Client] = {}
+        self._mitm: dict[Connection, bool] = {}
+        """Per connection, whether it paired with a passkey (unknown: ask the keystore)."""
+        device.pairing_config_factory = self._pairing_config
         self._feed = link_core.StoreFeed(core, self.publish)
         for spec in core.layout:
             device.add_service(
@@ -231,14 +386,64 @@ class BumbleLinkServer:
 
     # --- connections ----------------------------------------------------------------------
 
+    def _pairing_config(self, connection: Connection) -> PairingConfig:
+        return PairingConfig(
+            sc=True,
+            mitm=True,
+            bonding=True,
+            identity_address_type=PairingConfig.AddressType.RANDOM,
+            delegate=_StationDelegate(connection, self.board, self.window),
+        )
+
     def _on_connection(self, connection: Connection) -> None:
         client = _Client(connection)
         client.task = asyncio.get_running_loop().create_task(self._send(client))
         self._clients[connection] = client
         connection.on(connection.EVENT_DISCONNECTION, lambda _reason: self._forget(connection))
+        connection.on(connection.EVENT_PAIRING, lambda keys: self._on_pairing(connection, keys))
+        connection.on(
+            connection.EVENT_PAIRING_FAILURE,
+            lambda reason: self._on_pairing_failure(connection, reason),
+        )
         log.info("link: %s connected", connection.peer_address)
 
+    def _on_pairing(self, connection: Connection, keys: Any) -> None:
+        mitm = bool(keys.ltk is not None and keys.ltk.authenticated)
+        self._mitm[connection] = mitm
+        address = str(connection.peer_address)
+        log.info("link: %s bonded (%s)", address, "passkey" if mitm else "just works")
+        if self.window is not None and not self.window.bonded(address, None):
+            self._mitm[connection] = False
+            asyncio.get_running_loop().create_task(self._unbond(connection))
+
+    async def _unbond(self, connection: Connection) -> None:
+        """Drop a bond the window did not allow: its keys, then the link."""
+        keystore = self.device.keystore
+        if keystore is not None:
+            with contextlib.suppress(KeyError):
+                await keystore.delete(str(connection.peer_address))
+        await connection.disconnect()
+
+    def _on_pairing_failure(self, connection: Connection, reason: int) -> None:
+        log.warning("link: pairing with %s failed (SMP 0x%02X)", connection.peer_address, reason)
+        if self.window is not None:
+            self.window.failed(
+                str(connection.peer_address),
+                f"SMP error 0x{reason:02X}: a wrong passkey, or cancelled on the phone",
+            )
+
+    async def _authenticated(self, connection: Connection) -> bool:
+        """Encrypted with keys from a passkey bond (Bumble's own flag means "encrypted")."""
+        if not connection.is_encrypted:
+            return False
+        if connection in self._mitm:
+            return self._mitm[connection]
+        keystore = self.device.keystore
+        keys = None if keystore is None else await keystore.get(str(connection.peer_address))
+        return bool(keys is not None and keys.ltk is not None and keys.ltk.authenticated)
+
     def _forget(self, connection: Connection) -> None:
+        self._mitm.pop(connection, None)
         client = self._clients.pop(connection, None)
         if client is not None and client.task is not None:
             client.task.cancel()
@@ -268,9 +473,12 @@ class BumbleLinkServer:
 
     # --- control point --------------------------------------------------------------------
 
-    def _on_control_write(self, connection: Connection, value: bytes) -> None:
+    async def _on_control_write(self, connection: Connection, value: bytes) -> None:
         outcome = self.core.handle_control(
-            value, client=str(connection.peer_address), authenticated=connection.is_encrypted
+            value,
+            client=str(connection.peer_address),
+            authenticated=await self._authenticated(connection),
+            encrypted=connection.is_encrypted,
         )
         if outcome.att_error is not None:
             raise att.ATT_Error(outcome.att_error)
@@ -282,7 +490,10 @@ class BumbleLinkServer:
 
 # ---------------------------------------------------------------------------------- client
 
-_ATT_TO_RESULT: Final = {code: result for result, code in link_core.ATT_ERRORS.items()}
+_ATT_TO_RESULT: Final = {
+    **{code: result for result, code in link_core.ATT_ERRORS.items()},
+    link_core.ATT_INSUFFICIENT_AUTHENTICATION: ResultCode.NOT_PERMITTED,
+}
 
 
 class BumbleClient:

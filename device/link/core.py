@@ -5,9 +5,10 @@ around one :class:`LinkCore`. A transport author does exactly this:
 
 1. **Build the GATT database** from :attr:`LinkCore.layout`: services, characteristics and
    descriptors as plain data. ``flags`` use BlueZ's ``GattCharacteristic1.Flags`` names
-   ("read", "write", "notify", "encrypt-write"); map "encrypt-write" to your stack's "write
-   needs an encrypted link" permission so the stack refuses a write from an unpaired client
-   before we see it. Add a CCCD (0x2902) to every "notify" characteristic if your stack does
+   ("read", "write", "notify", "encrypt-write", "encrypt-authenticated-write"); map them to
+   your stack's "write needs an encrypted link" / "... an authenticated (MITM-protected,
+   passkey) link" permissions so the stack refuses a write from an unpaired client before we
+   see it. Add a CCCD (0x2902) to every "notify" characteristic if your stack does
    not (BlueZ and Bumble do it themselves). A characteristic with ``value`` set is static;
    any other readable one is answered by :meth:`LinkCore.read_value` at read time.
 2. **Feed stored events**: ``store.add_listener(cb)``. ``cb`` runs on the appending thread
@@ -22,7 +23,10 @@ around one :class:`LinkCore`. A transport author does exactly this:
    keep their seq order. A client whose queue overflows must be disconnected, not skipped:
    it cannot see a gap, but it backfills everything after a reconnect.
 4. **Control point writes**: ``outcome = core.handle_control(data, client=<peer address>,
-   authenticated=<link encrypted with bonded keys>)``. If ``outcome.att_error`` is set,
+   authenticated=<link encrypted with keys from a passkey bond>, encrypted=<link encrypted at
+   all>)``. A "just works" bond is encrypted but not authenticated: it is refused (ATT
+   Insufficient Authentication, which makes phones pair again with a passkey) unless the
+   core was built with ``allow_just_works``. If ``outcome.att_error`` is set,
    answer the write with that ATT error and send nothing else. Otherwise answer success, then
    send ``outcome.notifications`` (backfilled events on their stream characteristics, then the
    result on the control point) **to that client only**, in order, framed as in 3. It never
@@ -57,6 +61,8 @@ from device.store import EventStore, StoredEvent
 log = logging.getLogger(__name__)
 
 # --- ATT error codes (Core 5.4 Vol 3 Part F §3.4.1.1) --------------------------------------
+ATT_INSUFFICIENT_AUTHENTICATION: Final = 0x05
+"""The link is encrypted, but its keys come from a bond made without a passkey."""
 ATT_INVALID_ATTRIBUTE_VALUE_LENGTH: Final = 0x0D
 ATT_UNLIKELY_ERROR: Final = 0x0E
 ATT_INSUFFICIENT_ENCRYPTION: Final = 0x0F
@@ -102,6 +108,8 @@ READ: Final = "read"
 WRITE: Final = "write"
 NOTIFY: Final = "notify"
 ENCRYPT_WRITE: Final = "encrypt-write"
+ENCRYPT_AUTHENTICATED_WRITE: Final = "encrypt-authenticated-write"
+"""BlueZ's flag for "write needs a link encrypted with MITM-protected (passkey) keys"."""
 
 
 @dataclass(frozen=True)
@@ -206,7 +214,10 @@ class LinkCore:
         rate_burst: int = RATE_BURST,
         rate_per_s: float = RATE_PER_S,
         software_version: str = __version__,
+        allow_just_works: bool = False,
     ) -> None:
+        """``allow_just_works``: accept control writes over a bond made without a passkey
+        (encrypted, not protected against a man in the middle); ``[link] allow_just_works``."""
         if backfill_max < 1:
             raise ValueError(f"backfill_max must be >= 1, got {backfill_max}")
         self.store = store
@@ -218,6 +229,7 @@ class LinkCore:
         self.rate_burst = rate_burst
         self.rate_per_s = rate_per_s
         self.software_version = software_version
+        self.allow_just_works = allow_just_works
         self._lock = threading.Lock()
         self._buckets: collections.OrderedDict[str, _Bucket] = collections.OrderedDict()
         self._ess: dict[str, bytes] = ess.unknown_values(self.ess_gases)
@@ -246,7 +258,7 @@ class LinkCore:
                 CharacteristicSpec(
                     uuids.CONTROL_POINT,
                     "Control point",
-                    (WRITE, ENCRYPT_WRITE, NOTIFY),
+                    (WRITE, self.control_write_security, NOTIFY),
                     (_cud("Control point"),),
                 ),
                 *(
@@ -292,6 +304,11 @@ class LinkCore:
             ),
         )
         return (senses, environment, information)
+
+    @property
+    def control_write_security(self) -> str:
+        """The control point's write flag: a passkey bond, or any bond with the switch on."""
+        return ENCRYPT_WRITE if self.allow_just_works else ENCRYPT_AUTHENTICATED_WRITE
 
     def characteristic(self, uuid: str) -> CharacteristicSpec:
         """The layout entry for ``uuid`` (KeyError if the station has no such characteristic)."""
@@ -449,15 +466,30 @@ class LinkCore:
                 bucket.logged_s = now
             return False
 
-    def _refuse(self, code: ResultCode, client: str, why: str) -> ControlOutcome:
+    def _refuse(
+        self, code: ResultCode, client: str, why: str, *, att_error: int | None = None
+    ) -> ControlOutcome:
         if code is not ResultCode.RATE_LIMITED:  # logged by _allow, at a bounded rate
             log.warning("link: control point: refused a write from %s: %s", client, why)
-        return ControlOutcome(code, att_error=ATT_ERRORS[code])
+        return ControlOutcome(code, att_error=ATT_ERRORS[code] if att_error is None else att_error)
 
-    def handle_control(self, data: bytes, *, client: str, authenticated: bool) -> ControlOutcome:
-        """Answer one control-point write. Never raises (see the module docstring)."""
+    def handle_control(
+        self, data: bytes, *, client: str, authenticated: bool, encrypted: bool = False
+    ) -> ControlOutcome:
+        """Answer one control-point write. Never raises (see the module docstring).
+
+        ``authenticated``: the link is encrypted with keys from a passkey (MITM-protected)
+        bond. ``encrypted``: it is encrypted at all (a "just works" bond is encrypted only)."""
         try:
-            return self._handle_control(bytes(data), client, authenticated)
+            if not authenticated and encrypted and not self.allow_just_works:
+                return self._refuse(
+                    ResultCode.NOT_PERMITTED,
+                    client,
+                    "bonded without a passkey; pair again with the passkey the station shows "
+                    "('senses link pair'), or set [link] allow_just_works = true",
+                    att_error=ATT_INSUFFICIENT_AUTHENTICATION,
+                )
+            return self._handle_control(bytes(data), client, authenticated or encrypted)
         except Exception:
             # The transport's loop must survive whatever a request does to us (a bug here).
             log.exception("link: control point: request from %s failed", client)

@@ -26,6 +26,10 @@ PAYLOAD_NO_PROBLEM = "OFF"
 PAYLOAD_PRESS = "PRESS"
 
 
+PAYLOAD_PAIR = "PAIR"
+"""What the "Pair a phone" button publishes."""
+
+
 def slug(text: str) -> str:
     """A name made safe for MQTT topics and HA ids: ``"Cosy Kitchen!"`` -> ``cosy_kitchen``.
 
@@ -48,6 +52,10 @@ class Topics:
     climate: str
     bird: str
     health: str
+    pairing: str = ""
+    """The pairing window's state, with the passkey to type while a phone pairs."""
+    pairing_command: str = ""
+    """Where Home Assistant's "Pair a phone" button publishes."""
 
     @classmethod
     def for_station(
@@ -63,6 +71,8 @@ class Topics:
             climate=f"{base}/climate",
             bird=f"{base}/bird",
             health=f"{base}/health",
+            pairing=f"{base}/pairing",
+            pairing_command=f"{base}/pairing/set",
         )
 
     def concept(self, concept: str) -> str:
@@ -230,6 +240,36 @@ class DiscoveryBuilder:
             "icon": "mdi:food-steak",
         }
         return Entity(component="button", object_id="new_food", config=config)
+    def pairing_entities(self) -> list[Entity]:
+        """A "Pair a phone" button and the pairing state (passkey included while a phone
+        pairs); announced when the station runs its pairing agent."""
+        t = self.topics
+        button = self._entity(
+            "button",
+            "pair_phone",
+            name="Pair a phone",
+            state_topic=t.pairing,
+            value_template="{{ value_json.state }}",
+            command_topic=t.pairing_command,
+            payload_press=PAYLOAD_PAIR,
+            icon="mdi:cellphone-link",
+        )
+        config = {
+            k: v
+            for k, v in button.config.items()
+            if k not in ("state_topic", "value_template", "json_attributes_topic")
+        }
+        return [
+            Entity(button.component, button.object_id, config),
+            self._entity(
+                "sensor",
+                "pairing",
+                name="Pairing passkey",
+                state_topic=t.pairing,
+                value_template="{{ value_json.passkey or value_json.state }}",
+                icon="mdi:form-textbox-password",
+            ),
+        ]
 
     def concept_entity(self, concept: str) -> Entity:
         """A concept's score; announced when the camera first scores that concept."""

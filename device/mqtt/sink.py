@@ -44,6 +44,7 @@ from device.mqtt.discovery import (
     PAYLOAD_OFFLINE,
     PAYLOAD_ONLINE,
     PAYLOAD_PRESS,
+    PAYLOAD_PAIR,
     DiscoveryBuilder,
     Topics,
     slug,
@@ -121,6 +122,7 @@ class MqttSink:
         self._client = self._build_client(
             config, config.client_id or f"senses-{slug(station_name)}"
         )
+        self._on_pair: Callable[[], None] | None = None
 
     def _build_client(self, config: MqttConfig, client_id: str) -> mqtt.Client:
         password = read_password(config)
@@ -160,6 +162,42 @@ class MqttSink:
                 elif not message.is_discovery:
                     # Discovery configs are all announced again on connect.
                     self._outbox.put(message)
+
+    def enable_pairing(self, on_press: Callable[[], None]) -> None:
+        """Offer Home Assistant a "Pair a phone" button (``on_press`` runs on paho's thread
+        when pressed) and a pairing state with the passkey."""
+        with self._lock:
+            first = self._on_pair is None
+            self._on_pair = on_press
+            self.bridge.pairing_enabled = True
+            if not first:
+                return
+            self._client.message_callback_add(self.topics.pairing_command, self._on_pair_command)
+            if self._connected.is_set():  # already connected: announce and listen now
+                self._client.subscribe(self.topics.pairing_command, qos=1)
+                for entity in self.bridge.discovery.pairing_entities():
+                    self._publish(self.bridge.config_message(entity))
+
+    def publish_pairing(self, kind: str, message: str, passkey: str | None = None) -> None:
+        """The pairing window's news (from any thread); Home Assistant shows the passkey."""
+        with self._lock:
+            if self._closed:
+                return
+            outgoing = self.bridge.pairing_message(kind, message, passkey)
+            if self._connected.is_set():
+                self._publish(outgoing)
+            else:
+                self._outbox.put(outgoing)
+
+    def _on_pair_command(self, client: mqtt.Client, userdata: Any, message: Any) -> None:
+        if message.payload.decode(errors="replace") != PAYLOAD_PAIR or self._on_pair is None:
+            log.warning("MQTT: ignored %r on %s", message.payload[:40], message.topic)
+            return
+        log.info("MQTT: Home Assistant asks to open a pairing window")
+        try:
+            self._on_pair()
+        except Exception:
+            log.exception("MQTT: opening a pairing window failed")
 
     def start(self) -> None:
         """Connect in the background; returns at once, retries with backoff until close()."""
@@ -257,6 +295,8 @@ class MqttSink:
             client.publish(self.topics.status, PAYLOAD_ONLINE, qos=1, retain=True)
             # The HA button's presses (clean session: subscribe again on every connect).
             client.subscribe(self.topics.new_food, qos=1)
+            if self._on_pair is not None:
+                client.subscribe(self.topics.pairing_command, qos=1)
             announcements = self.bridge.announcements()
             for message in announcements:
                 if message.is_discovery:

@@ -106,6 +106,8 @@ class HomeAssistantBridge:
     def __init__(self, discovery: DiscoveryBuilder, *, tz: tzinfo | None = None) -> None:
         self.discovery = discovery
         self.topics = discovery.topics
+        self.pairing_enabled = False
+        """Announce the pairing button and state (the daemon runs its pairing agent)."""
         self.birds = BirdTally(tz)
         self.health = HealthBoard()
         self._concepts: dict[str, Entity] = {}
@@ -116,9 +118,17 @@ class HomeAssistantBridge:
     def announcements(self) -> list[OutgoingMessage]:
         """What to publish on every (re)connect: all discovery configs, then the last states."""
         entities = [*self.discovery.station_entities(), *self._concepts.values()]
-        messages = [self._config_message(e) for e in entities]
+        if self.pairing_enabled:
+            entities += self.discovery.pairing_entities()
+        messages = [self.config_message(e) for e in entities]
         messages.extend(OutgoingMessage(t, p) for t, p in self._latest.items())
         return messages
+
+    def pairing_message(self, kind: str, message: str, passkey: str | None) -> OutgoingMessage:
+        """The pairing state: ``state`` (opened, passkey, bonded, closed, ...), the passkey
+        while a phone waits for it, and the sentence ``senses link pair`` prints."""
+        payload = {"state": kind, "passkey": passkey, "message": message}
+        return OutgoingMessage(self.topics.pairing, _json(payload))
 
     def messages_for(self, event: Event) -> list[OutgoingMessage]:
         """The messages one event causes; none for events Home Assistant has no entity for."""
@@ -132,7 +142,7 @@ class HomeAssistantBridge:
             if event.concept not in self._concepts:
                 entity = self.discovery.concept_entity(event.concept)
                 self._concepts[event.concept] = entity
-                messages.append(self._config_message(entity))
+                messages.append(self.config_message(entity))
             state = (self.topics.concept(event.concept), self._concept(event))
         elif isinstance(event, BirdDetection):
             state = (self.topics.bird, self._bird(event))
@@ -146,7 +156,7 @@ class HomeAssistantBridge:
             messages.append(OutgoingMessage(topic, text))
         return messages
 
-    def _config_message(self, entity: Entity) -> OutgoingMessage:
+    def config_message(self, entity: Entity) -> OutgoingMessage:
         return OutgoingMessage(
             self.topics.discovery(entity.component, entity.object_id),
             _json(entity.config),

@@ -1,4 +1,5 @@
-"""Settings: which alerts to raise, when, the temperature unit, and the score thresholds.
+"""Settings: whether this phone is paired (and how to pair it), which alerts to raise, when,
+the temperature unit, and the score thresholds.
 
 Every change applies at once and is saved (the app passes ``on_change``); there is no
 "save" button to forget.
@@ -77,6 +78,15 @@ class SettingsScreen(StateScreen):
         super().__init__(**kwargs)
 
     def build(self) -> None:
+        # First: whether the station takes this phone's changes, and how to pair it.
+        self.body.add_widget(section("This phone"))
+        pairing = Card(spacing=dp(8))
+        self.bonded = Text("", wrap=True, bold=True)
+        self.pairing_help = Text("", wrap=True, font_size=theme.FONT_SMALL, colour=theme.TEXT_MUTED)
+        pairing.add_widget(self.bonded)
+        pairing.add_widget(self.pairing_help)
+        self.body.add_widget(pairing)
+
         self.body.add_widget(section("Alert me when"))
         alerts = Card(spacing=dp(8))
         self.switches: dict[str, OnOffButton] = {}
@@ -144,6 +154,28 @@ class SettingsScreen(StateScreen):
     def update(self, state: AppState) -> None:
         self.settings = state.settings
         self._show(state.settings)
+        self._show_pairing(state.bonded)
+
+    def _show_pairing(self, bonded: bool | None) -> None:
+        if bonded is None:
+            self.bonded.text = "Paired with the station: not known yet"
+            self.pairing_help.text = (
+                "The app finds out when it first asks the station something (connect to it)."
+            )
+        elif bonded:
+            self.bonded.text = f"{symbol_markup('✓')} Paired with the station"
+            self.pairing_help.text = (
+                "The station accepts this phone's changes (concept, thresholds). "
+                "'senses link forget' on the station revokes it."
+            )
+        else:
+            self.bonded.text = "Not paired: the station shows you everything but takes no changes"
+            self.pairing_help.text = (
+                "1. On the station run 'senses link pair' (or press Pair a phone in Home "
+                "Assistant).\n2. Connect from this app: the phone asks for a passkey.\n"
+                "3. Type the 6-digit passkey the station shows into the phone's own pairing "
+                "dialog."
+            )
 
     def _show(self, settings: Settings) -> None:
         for field, switch in self.switches.items():

@@ -140,6 +140,16 @@ async def test_choosing_a_concept_on_an_unpaired_link_says_to_pair(
         assert state.link_problem is not None
         assert "Not paired" in root.notice_strip.text
 
+        # Settings says this phone is not paired, and how to pair it with the passkey.
+        assert state.bonded is False
+        root.show("settings")
+        root.refresh()
+        render()
+        assert "Not paired" in root.settings.bonded.text
+        assert "senses link pair" in root.settings.pairing_help.text
+        assert "passkey" in root.settings.pairing_help.text
+        snap(root, "settings_not_paired")
+
 
 @pytest.mark.asyncio
 async def test_choosing_a_concept_on_a_paired_link_switches_it(ui: Callable[..., Any]) -> None:
@@ -148,6 +158,10 @@ async def test_choosing_a_concept_on_a_paired_link_switches_it(ui: Callable[...,
         await until(lambda: state.connection is ConnectionState.CONNECTED)
         await until(lambda: len(state.concepts) == 3)  # backfilled from the station's history
         root = ui(state, selector=sim.connection)
+        assert state.bonded is True  # the station answered the backfill
+        root.show("settings")
+        root.refresh()
+        assert "Paired with the station" in root.settings.bonded.text
         root.show("concepts")
         root.choose_concept("an empty fruit bowl")
         assert root._concept_task is not None

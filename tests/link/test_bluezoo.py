@@ -1,5 +1,9 @@
 """The production BlueZ server (device/link/bluez.py) against an unmodified bleak client.
 
+The station runs here without its own pairing agent (``pairing=None``): BlueZoo pairs only
+through a single NoInputNoOutput agent, which these tests register as the phone's. The
+station's agent and pairing window are tested in test_pairing_bluez.py.
+
 Both talk D-Bus to BlueZoo, a user-space ``org.bluez`` on a private bus (bluezoo_harness.py):
 the station serves on hci0, bleak scans and connects from hci1 as the app does on Linux.
 
@@ -12,10 +16,11 @@ missing or powered off.
 
 What it does not (Bumble's tests and a real Pi cover these): no ATT MTU exchange (``mtu`` is
 always 512) and no truncation of long notifications; no link security, so it ignores the
-``encrypt-write`` flag (our ``Paired`` check is what refuses here, real BlueZ refuses first
-with ATT 0x0F); it hands our D-Bus error names to bleak instead of ATT error codes; no
-Prepare/Execute long writes (we call WriteValue as bluetoothd would); no 31-byte advertising
-limit, scan response or radio timing; no D-Bus policy (a non-root user's AccessDenied).
+``encrypt-authenticated-write`` flag (our ``Paired`` check is what refuses here, real BlueZ
+refuses first with ATT 0x0F / 0x05); it hands our D-Bus error names to bleak instead of ATT
+error codes; no Prepare/Execute long writes (we call WriteValue as bluetoothd would); no
+31-byte advertising limit, scan response or radio timing; no D-Bus policy (a non-root user's
+AccessDenied).
 """
 
 from __future__ import annotations

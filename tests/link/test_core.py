@@ -280,6 +280,30 @@ def test_an_unencrypted_link_is_not_permitted(
     assert outcome.notifications == [] and "pair" in caplog.text
 
 
+def test_a_just_works_bond_is_refused_unless_the_switch_allows_it(
+    store: EventStore, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = encode_message("control", 1, {"op": "backfill", "since": 0})
+    strict = LinkCore(store, station_name="k", clock=clock)
+    with caplog.at_level(logging.WARNING):
+        outcome = strict.handle_control(data, client="AA", authenticated=False, encrypted=True)
+    # Insufficient Authentication: the phone pairs again, this time with the passkey.
+    assert outcome.code is ResultCode.NOT_PERMITTED
+    assert outcome.att_error == link_core.ATT_INSUFFICIENT_AUTHENTICATION
+    assert "senses link pair" in caplog.text and "allow_just_works" in caplog.text
+
+    lenient = LinkCore(store, station_name="k", clock=clock, allow_just_works=True)
+    assert lenient.handle_control(data, client="AA", authenticated=False, encrypted=True).code is (
+        ResultCode.OK
+    )
+    # Not even the switch lets an unencrypted link in.
+    plain = lenient.handle_control(data, client="AA", authenticated=False, encrypted=False)
+    assert plain.att_error == link_core.ATT_INSUFFICIENT_ENCRYPTION
+    control_point = lenient.characteristic(uuids.CONTROL_POINT)
+    assert link_core.ENCRYPT_WRITE in control_point.flags
+    assert link_core.ENCRYPT_AUTHENTICATED_WRITE not in control_point.flags
+
+
 @pytest.mark.parametrize(
     ("data", "code", "att_error"),
     [
@@ -348,7 +372,10 @@ def test_layout_has_every_service_characteristic_and_descriptor(core: LinkCore) 
     for uuid in uuids.STREAMS.values():
         assert senses.characteristic(uuid).flags == (link_core.NOTIFY,)
     control_point = senses.characteristic(uuids.CONTROL_POINT)
-    assert {link_core.WRITE, link_core.ENCRYPT_WRITE, link_core.NOTIFY} == set(control_point.flags)
+    # Writes need a passkey bond (MITM-protected) unless [link] allow_just_works.
+    assert {link_core.WRITE, link_core.ENCRYPT_AUTHENTICATED_WRITE, link_core.NOTIFY} == set(
+        control_point.flags
+    )
     for spec in services[uuids.ESS_SERVICE].characteristics:
         kinds = {d.uuid for d in spec.descriptors}
         assert kinds == {
