@@ -474,6 +474,8 @@ def test_food_state_says_whether_food_is_marked_in(tmp_path: Path) -> None:
     config.food_state_path.write_text("{")
     (damaged,) = check_food_state(config)
     assert damaged.status is Status.WARN and "new-food" in damaged.fix
+
+
 def test_allowing_just_works_bonds_is_a_warning_with_what_to_do(
     tmp_path: Path, no_system_bus: str
 ) -> None:

@@ -815,6 +815,8 @@ def test_pressing_the_button_marks_food_in_on_a_running_station(
             station.wait(timeout=10)
         except subprocess.TimeoutExpired:
             station.kill()
+
+
 def test_the_pair_button_opens_a_window_and_the_passkey_reaches_home_assistant(
     sink: MqttSink, listen: Callable[[], Listener]
 ) -> None:

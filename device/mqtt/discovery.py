@@ -240,6 +240,7 @@ class DiscoveryBuilder:
             "icon": "mdi:food-steak",
         }
         return Entity(component="button", object_id="new_food", config=config)
+
     def pairing_entities(self) -> list[Entity]:
         """A "Pair a phone" button and the pairing state (passkey included while a phone
         pairs); announced when the station runs its pairing agent."""

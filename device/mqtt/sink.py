@@ -43,8 +43,8 @@ from device.mqtt.credentials import read_password, tls_context
 from device.mqtt.discovery import (
     PAYLOAD_OFFLINE,
     PAYLOAD_ONLINE,
-    PAYLOAD_PRESS,
     PAYLOAD_PAIR,
+    PAYLOAD_PRESS,
     DiscoveryBuilder,
     Topics,
     slug,
