@@ -223,7 +223,10 @@ class BoardSender:
             if op == "board_chunk" and e.code is ResultCode.INVALID_ARGUMENT:
                 self._count_resume(e.detail)
                 raise _ResumeError from e  # ask the station where it stands
-            raise BoardError(e.detail or e.user_message) from e
+            # The station's own words when it judged the board; the app's when it refused
+            # the request as such (not paired, unsupported).
+            own = e.code is ResultCode.INVALID_ARGUMENT and e.detail
+            raise BoardError(e.detail if own else e.user_message) from e
         except (LinkError, TimeoutError) as e:
             self._count_resume(str(e))
             await self._relink()

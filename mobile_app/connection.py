@@ -482,6 +482,12 @@ class BumbleStationLink:
             raise ControlRefusedError(
                 result_for_att_error(e.error_code), f"ATT error 0x{e.error_code:02X}"
             ) from e
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # we are being cancelled
+            # Bumble cancels a request that was waiting for its response when the link drops.
+            raise LinkError("the link dropped before the station answered") from None
 
     async def disconnect(self) -> None:
         connection = self.client.connection
