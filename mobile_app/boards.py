@@ -192,6 +192,8 @@ class BoardSender:
                     data=data,
                     crc32=zlib.crc32(data),
                 )
+                if result.payload.get("state") == "refused":  # e.g. it arrived damaged
+                    raise BoardError(str(result.payload.get("detail") or "refused"))
                 offset = int(result.payload.get("offset") or 0)
             except _ResumeError:
                 offset = await self._begin(begin)
