@@ -38,6 +38,7 @@ TRAIN_TIMEOUT_S: Final = 600.0
 RELINK_TIMEOUT_S: Final = 60.0
 MAX_RESUMES: Final = 20
 MIN_CHUNK_BYTES: Final = 32
+ATT_MAX_VALUE_BYTES: Final = 512
 
 
 class BoardError(Exception):
@@ -135,7 +136,9 @@ def chunk_room(mtu: int) -> int:
             "crc32": 0xFFFF_FFFF,
         },
     )
-    return min(protocol.MAX_CHUNK_BYTES, mtu - 3 - len(empty) - 2)  # 2: the bytes' length
+    # An ATT write carries MTU - 3 bytes, and no attribute value is longer than 512.
+    write = min(mtu - 3, ATT_MAX_VALUE_BYTES)
+    return min(protocol.MAX_CHUNK_BYTES, write - len(empty) - 2)  # 2: the bytes' length
 
 
 class BoardSender:
