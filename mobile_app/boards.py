@@ -283,7 +283,8 @@ def describe(outcome: BoardOutcome) -> str:
     if "accuracy" in numbers:
         parts.append(f"accuracy {numbers['accuracy']:.0%}")
     if "p_value" in numbers:
-        parts.append(f"p = {numbers['p_value']:.3f}")
+        p = numbers["p_value"]
+        parts.append("p < 0.001" if p < 0.001 else f"p = {p:.3f}")
     if "stability" in numbers:
         parts.append(f"stability {numbers['stability']:.2f}")
     figures = f" ({', '.join(parts)})" if parts else ""
