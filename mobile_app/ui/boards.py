@@ -59,15 +59,20 @@ class BoardLink(Protocol):
 
 def pick_pictures(on_selection: Callable[[list[str]], None]) -> None:
     """Open the platform's picture chooser; ``on_selection(paths)`` gets what was chosen."""
-    from mobile_app.android import on_android
+    from mobile_app.android import on_android, request_picture_permissions
 
     if on_android():
+        from kivy.clock import Clock
         from plyer import filechooser
 
-        filechooser.open_file(
-            multiple=True,
-            filters=[["Pictures", *IMAGE_PATTERNS]],
-            on_selection=lambda paths: on_selection(list(paths or [])),
+        def deliver(paths: list[str] | None) -> None:
+            # plyer answers on Android's UI thread; widgets change on Kivy's.
+            Clock.schedule_once(lambda _dt: on_selection(list(paths or [])))
+
+        request_picture_permissions(
+            lambda: filechooser.open_file(
+                multiple=True, filters=[["Pictures", *IMAGE_PATTERNS]], on_selection=deliver
+            )
         )
         return
     _desktop_chooser(on_selection)
