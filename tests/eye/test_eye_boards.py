@@ -255,3 +255,31 @@ def test_decode_board_refuses_what_is_not_a_board() -> None:
     )
     with pytest.raises(boardfile.BoardFileError, match="at least 2"):
         boardfile.decode_board(one)
+
+
+# ------------------------------------------------------------------------- AI-crop thumbnails
+
+
+def test_each_ai_crop_keeps_a_small_thumbnail_within_the_count_and_disk_budget(
+    tmp_path: Path,
+) -> None:
+    from device.eye.snapshots import THUMB_SIDE_PX, SnapshotStore
+
+    store = SnapshotStore(tmp_path / "snaps", max_snapshots=3)
+    with Image.open(IMAGES / "hotdog_test_0.jpg") as image:
+        frame = np.asarray(image.convert("RGB"))
+    saved = [
+        store.save(frame, (0.1, 0.1, 0.6, 0.6), concept="hot dogs", score=0.9, ts=1.7e9 + k)
+        for k in range(5)
+    ]
+    assert [s.id for s in store.snapshots()] == [s.id for s in saved[2:]]  # oldest went
+    assert not saved[0].thumb.exists() and not saved[0].crop.exists()
+    jpeg = store.thumbnail(saved[-1].id)
+    with Image.open(io.BytesIO(jpeg)) as thumb:
+        assert thumb.format == "JPEG" and max(thumb.size) == THUMB_SIDE_PX
+    assert len(jpeg) < 8_000  # a few KB: two or three pieces over the link
+    saved[-1].thumb.unlink()  # made by an older version: rebuilt from the crop on demand
+    assert store.thumbnail(saved[-1].id)[:2] == b"\xff\xd8"
+    for bad in (saved[0].id, "../../etc/passwd", "x"):
+        with pytest.raises(KeyError):
+            store.thumbnail(bad)
