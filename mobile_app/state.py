@@ -693,6 +693,12 @@ class AppState:
             "health": self.health,
             "failed": sorted(self._failed),
             "alerts": [a.to_dict() for a in self.alerts],
+            # Thumbnails are fetched again after a restart (they are bytes, and the station
+            # may have deleted some meanwhile).
+            "gallery": [
+                {k: item.get(k) for k in ("crop", "concept", "score", "ts")}
+                for item in self.gallery
+            ],
         }
 
     @classmethod
@@ -736,6 +742,11 @@ class AppState:
         state.health = dict(data.get("health", {}))
         state._failed = set(data.get("failed", []))
         state.alerts = [Alert.from_dict(a) for a in data.get("alerts", [])][:MAX_ALERTS]
+        state.gallery = [
+            {**item, "crop": str(item["crop"]), "thumb": None, "gone": None}
+            for item in data.get("gallery", [])[:MAX_GALLERY]
+            if isinstance(item, dict) and item.get("crop")
+        ]
         state._roll_day(local_day(now()))  # a new day may have begun while the app was shut
         return state
 
