@@ -28,13 +28,13 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import queue
 import re
 import shutil
 import threading
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -195,13 +195,21 @@ class BoardUploads:
         self._train_fn = train
         self._lock = threading.Lock()
         self._uploads: OrderedDict[str, _Upload] = OrderedDict()
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="board-training")
+        # One daemon thread trains boards in turn: a station shutting down does not wait
+        # for a training to finish (the .cav is written atomically, so none is half-written).
+        self._jobs: queue.SimpleQueue[_Upload | None] = queue.SimpleQueue()
+        self._worker: threading.Thread | None = None
         # Partial uploads from before a restart cannot be resumed (their metadata was in
         # memory): the phone starts them again, so their bytes are only litter.
         shutil.rmtree(self.upload_dir, ignore_errors=True)
 
     def close(self) -> None:
-        self._worker.shutdown(wait=False, cancel_futures=True)
+        """Stop the training thread after the board it trains (if any)."""
+        self._jobs.put(None)
+
+    def _work(self) -> None:
+        while (upload := self._jobs.get()) is not None:
+            self._train(upload)
 
     # --- the ops ---------------------------------------------------------------------------
 
@@ -320,7 +328,10 @@ class BoardUploads:
             return
         upload.state = TRAINING
         log.info("boards: %r arrived whole; training", upload.name)
-        self._worker.submit(self._train, upload)
+        if self._worker is None:
+            self._worker = threading.Thread(target=self._work, name="board-training", daemon=True)
+            self._worker.start()
+        self._jobs.put(upload)
 
     def _train(self, upload: _Upload) -> None:
         """On the worker thread: read the board, train, save, hand the concept to the eye."""
