@@ -39,6 +39,9 @@ RELINK_TIMEOUT_S: Final = 60.0
 MAX_RESUMES: Final = 20
 MIN_CHUNK_BYTES: Final = 32
 ATT_MAX_VALUE_BYTES: Final = 512
+UPLOAD_ID_CHARS: Final = 16
+"""64 random bits name an upload: enough for the few a station keeps, and 16 bytes fewer in
+every chunk than a whole uuid."""
 
 
 class BoardError(Exception):
@@ -130,7 +133,7 @@ def chunk_room(mtu: int) -> int:
         protocol.MAX_SEQ,
         {
             "op": "board_chunk",
-            "upload_id": "f" * 32,
+            "upload_id": "f" * UPLOAD_ID_CHARS,
             "offset": boardfile.MAX_BOARD_BYTES,
             "data": b"",
             "crc32": 0xFFFF_FFFF,
@@ -175,17 +178,13 @@ class BoardSender:
         except BoardFileError as e:
             raise BoardError(str(e)) from e
         blob = await asyncio.to_thread(build_blob, name, items)
-        upload_id = uuid.uuid4().hex
+        upload_id = uuid.uuid4().hex[:UPLOAD_ID_CHARS]
         digest = hashlib.sha256(blob).digest()
         begin = {"upload_id": upload_id, "concept": name, "size": len(blob), "sha256": digest}
+        self._check_room()
         offset = await self._begin(begin)
         while offset < len(blob):
-            room = chunk_room(self.mtu())
-            if room < MIN_CHUNK_BYTES:
-                raise BoardError(
-                    f"the Bluetooth link is too narrow to send pictures (MTU {self.mtu()}): "
-                    "reconnect, or update the phone"
-                )
+            room = self._check_room()
             data = blob[offset : offset + room]
             try:
                 result = await self._request(
@@ -202,6 +201,15 @@ class BoardSender:
                 offset = await self._begin(begin)
             self.on_progress(min(offset, len(blob)), len(blob), "sending")
         return await self._await_training(name, upload_id, len(blob))
+
+    def _check_room(self) -> int:
+        room = chunk_room(self.mtu())
+        if room < MIN_CHUNK_BYTES:
+            raise BoardError(
+                f"the Bluetooth link is too narrow to send pictures (MTU {self.mtu()}): "
+                "reconnect, or update the phone"
+            )
+        return room
 
     async def _begin(self, begin: dict[str, Any]) -> int:
         while True:

@@ -63,11 +63,11 @@ class LiveStation:
     air: object
     phone_concepts: Path
 
-    def app(self, *, pair: bool = True) -> tuple[StationConnection, RecordingState]:
+    def app(self, *, pair: bool = True, mtu: int = 247) -> tuple[StationConnection, RecordingState]:
         state = RecordingState()
         link = BumbleStationLink(
             virtual_device(self.air, "phone", PHONE_ADDRESS),  # type: ignore[arg-type]
-            mtu=247,
+            mtu=mtu,
             pair=pair,
         )
         connection = StationConnection(
@@ -132,8 +132,10 @@ async def connected(
 ) -> AsyncIterator[Callable[..., asyncio.Future[tuple[StationConnection, RecordingState]]]]:
     tasks: list[tuple[StationConnection, asyncio.Task[None]]] = []
 
-    async def start(*, pair: bool = True) -> tuple[StationConnection, RecordingState]:
-        connection, state = station.app(pair=pair)
+    async def start(
+        *, pair: bool = True, mtu: int = 247
+    ) -> tuple[StationConnection, RecordingState]:
+        connection, state = station.app(pair=pair, mtu=mtu)
         tasks.append((connection, asyncio.create_task(connection.run())))
         await until(lambda: connection.linked and not connection.inbox.holding, 20)
         return connection, state
@@ -255,5 +257,15 @@ async def test_an_unpaired_phone_cannot_send_a_board(
 ) -> None:
     connection, _ = await connected(pair=False)
     with pytest.raises(BoardError, match=r"paired phone.*Pair the phone"):
+        await connection.send_board("hot dogs", _items(HOT_DOGS))
+    assert station.eye.service.concept_names() == ["cats"]
+
+
+async def test_a_link_too_narrow_for_pictures_says_so(
+    station: LiveStation,
+    connected: Callable[..., asyncio.Future[tuple[StationConnection, RecordingState]]],
+) -> None:
+    connection, _ = await connected(mtu=23)  # a phone that never raised the MTU
+    with pytest.raises(BoardError, match="too narrow to send pictures"):
         await connection.send_board("hot dogs", _items(HOT_DOGS))
     assert station.eye.service.concept_names() == ["cats"]

@@ -594,7 +594,7 @@ def test_a_board_chunk_fills_one_att_write_and_a_thumbnail_piece_fits_the_smalle
             MAX_SEQ,
             {
                 "op": "board_chunk",
-                "upload_id": "f" * 32,
+                "upload_id": "f" * 16,
                 "offset": 1_999_999,
                 "data": data[:room],
                 "crc32": zlib.crc32(data[:room]),
