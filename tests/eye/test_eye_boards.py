@@ -283,3 +283,49 @@ def test_each_ai_crop_keeps_a_small_thumbnail_within_the_count_and_disk_budget(
     for bad in (saved[0].id, "../../etc/passwd", "x"):
         with pytest.raises(KeyError):
             store.thumbnail(bad)
+
+
+def test_training_runs_beside_the_link_and_the_scoring(tmp_path: Path, backbone: Backbone) -> None:
+    import threading
+
+    from device.eye.boards import default_trainer
+    from device.eye.frames import Frame
+
+    station = Station(tmp_path, backbone)
+    real = default_trainer(station.eye.service)
+    started, release = threading.Event(), threading.Event()
+
+    def gated(board: Any, name: str) -> Any:
+        started.set()
+        assert release.wait(60)  # the test holds the training here
+        return real(board, name)
+
+    station.boards.close()
+    station.boards = BoardUploads(
+        station.eye.service,
+        tmp_path / "uploads",
+        station.concepts_dir,
+        station.clock,
+        train=gated,
+    )
+    blob = _blob([_picture(n) for n in HOT_DOGS])
+    offset = station.begin(blob, "hot dogs")
+    while offset < len(blob):
+        offset = station.chunk(blob[offset : offset + 400], offset)[2]["offset"]
+    assert started.wait(30)
+    # While the training thread works, the link's ops answer at once...
+    code, _, fields = station.op("board_status", upload_id="0123456789abcdef")
+    assert code is ResultCode.OK and fields["state"] == "training"
+    # ...and the eye goes on scoring its concepts.
+    with Image.open(IMAGES / "cat_test_0.jpg") as image:
+        frame = np.asarray(image.convert("RGB"))
+    events = station.eye.service.process(Frame(frame, 1.0, 1.0, 0))
+    assert [e.concept for e in events] == ["cats"]  # type: ignore[attr-defined]
+    release.set()
+    result = station.wait()
+    assert result["state"] == "trained", result["detail"]
+    station.clock.advance(1.0)  # past the events' rate limit
+    events = station.eye.service.process(Frame(frame, 2.0, 2.0, 1))  # picked up between frames
+    assert sorted(e.concept for e in events) == ["cats", "hot dogs"]  # type: ignore[attr-defined]
+    assert [p.name for p in station.concepts_dir.iterdir()] == ["hot-dogs.cav"]
+    station.boards.close()
