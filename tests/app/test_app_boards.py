@@ -269,3 +269,17 @@ async def test_a_link_too_narrow_for_pictures_says_so(
     with pytest.raises(BoardError, match="too narrow to send pictures"):
         await connection.send_board("hot dogs", _items(HOT_DOGS))
     assert station.eye.service.concept_names() == ["cats"]
+
+
+async def test_the_demo_station_takes_ai_crops_whose_thumbnails_reach_the_gallery() -> None:
+    from mobile_app.demo import simulated_station
+
+    state = RecordingState()
+    async with simulated_station(state, nose=False, scan_timeout_s=0.2, backoff_first_s=0.1) as sim:
+        sim.eye_and_ear.concept_period_s = 0.02  # many scores: some are high enough to crop
+        await until(lambda: bool(state.gallery), 30)
+        assert await sim.connection.fetch_missing_thumbnails() >= 1
+        item = next(i for i in state.gallery if i["thumb"] is not None)
+        with Image.open(io.BytesIO(item["thumb"])) as thumb:
+            assert thumb.format == "JPEG"
+        assert item["score"] >= 0.85
