@@ -136,7 +136,6 @@ def test_a_refused_board_says_why(
     render()
     assert board.outcome is not None and not board.outcome.trained
     assert "The station refused “things”: not a reliable concept" in board.answer.text
-    board.scroll.scroll_y = 0
     snap(root, "board_refused")
 
 
