@@ -171,6 +171,8 @@ class ConceptScore(Event):
     focus_box: tuple[float, float, float, float]
     fps: float
     drops: int
+    crop: str | None = None
+    """The AI crop this frame triggered (its id on the station), or None."""
 
 
 @dataclass(frozen=True)

@@ -67,12 +67,23 @@ class StationSenses:
             active = eye.active_concepts()
             return eye.concept_names(), active[0] if len(active) == 1 else None
 
+        boards = self.eye.boards if self.eye is not None else None
+
+        def board(
+            op: str, payload: dict[str, Any]
+        ) -> tuple[ResultCode, str | None, dict[str, Any]]:
+            assert boards is not None
+            answer = boards.handle(op, payload)
+            return answer.code, answer.detail, answer.fields
+
         return ControlHandlers(
             select_concept=select_concept if eye is not None else None,
             set_threshold=set_threshold if eye is not None or ear is not None else None,
             concepts=concepts if eye is not None else None,
             summary=summary,
             new_food=new_food if nose is not None else None,
+            board=board if boards is not None else None,
+            thumbnail=eye.thumbnail if eye is not None else None,
         )
 
 

@@ -66,6 +66,28 @@ def ble_permissions(api_level: int) -> list[str]:
     return needed
 
 
+def picture_permissions(api_level: int) -> list[str]:
+    """What reading a picture the user picked needs: plyer's chooser turns the picked item
+    into a file path, which Android 13+ guards with READ_MEDIA_IMAGES, older ones with
+    READ_EXTERNAL_STORAGE."""
+    if api_level >= ANDROID_13_API:
+        return ["android.permission.READ_MEDIA_IMAGES"]
+    return ["android.permission.READ_EXTERNAL_STORAGE"]
+
+
+def request_picture_permissions(then: Callable[[], None]) -> None:
+    """Ask for :func:`picture_permissions` if needed, then call ``then`` (on Android's UI
+    thread when a dialog was shown; the chooser opens either way, and a refused permission
+    shows as an unreadable picture, named on the board screen)."""
+    from android.permissions import check_permission, request_permissions
+
+    missing = [p for p in picture_permissions(_api_level()) if not check_permission(p)]
+    if not missing:
+        then()
+        return
+    request_permissions(missing, lambda _permissions, _grants: then())
+
+
 def refused_essentials(granted: Mapping[str, bool], api_level: int) -> list[str]:
     """Which refusals stop the app from reaching the station (notifications are optional;
     approximate location is enough for bleak)."""

@@ -32,6 +32,7 @@ RECIPE: Final = APP_DIR / "recipes" / "bleak" / "__init__.py"
 DEVICE_FILES: Final = (
     "device/__init__.py",
     "device/link/__init__.py",
+    "device/link/boardfile.py",
     "device/link/protocol.py",
     "device/link/uuids.py",
 )

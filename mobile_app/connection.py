@@ -37,6 +37,7 @@ from typing import Any, Final, Protocol, TypeVar
 
 from device.link import protocol, uuids
 from device.link.protocol import Inbox, Message, ProtocolError, ResultCode
+from mobile_app.boards import BoardItem, BoardOutcome, BoardSender
 from mobile_app.state import AppState, ConnectionState
 
 log = logging.getLogger(__name__)
@@ -256,6 +257,13 @@ class BleakStationLink:
     @property
     def is_connected(self) -> bool:
         return self._client is not None and bool(self._client.is_connected)
+
+    @property
+    def mtu(self) -> int:
+        """The ATT MTU bleak negotiated (23, the minimum, before a link is up)."""
+        if not self.is_connected:
+            return protocol.ATT_MIN_MTU
+        return int(getattr(self._client, "mtu_size", protocol.ATT_MIN_MTU))
 
     def _platform_kwargs(self) -> dict[str, Any]:
         return {"bluez": {"adapter": self.adapter}} if self.adapter else {}
@@ -477,6 +485,12 @@ class BumbleStationLink:
             raise ControlRefusedError(
                 result_for_att_error(e.error_code), f"ATT error 0x{e.error_code:02X}"
             ) from e
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # we are being cancelled
+            # Bumble cancels a request that was waiting for its response when the link drops.
+            raise LinkError("the link dropped before the station answered") from None
 
     async def disconnect(self) -> None:
         connection = self.client.connection
@@ -856,3 +870,64 @@ class StationConnection:
             return ResultCode.UNAVAILABLE, "The station did not answer; try again."
         self.state.new_food_marked()
         return ResultCode.OK, str(result.payload.get("detail") or "New food marked in.")
+
+    # --- boards made on the phone, AI-crop thumbnails -----------------------------------------
+
+    async def refresh_station_info(self) -> None:
+        """Read station info again (its concept list changes when a board is trained)."""
+        self.state.apply(protocol.decode_message(await self.link.read_station_info()))
+
+    async def send_board(
+        self,
+        name: str,
+        items: list[BoardItem],
+        on_progress: Callable[[int, int, str], None] | None = None,
+    ) -> BoardOutcome:
+        """Send a board (see :mod:`mobile_app.boards`); a trained concept is listed and made
+        the one the camera scores. Raises :class:`~mobile_app.boards.BoardError`."""
+        sender = BoardSender(
+            self,
+            mtu=lambda: int(getattr(self.link, "mtu", protocol.ATT_MIN_MTU)),
+            on_progress=on_progress,
+        )
+        outcome = await sender.send(name, items)
+        if outcome.trained:
+            with contextlib.suppress(LinkError, TimeoutError, ProtocolError):
+                await self.refresh_station_info()
+                await self.select_concept(outcome.name)
+        return outcome
+
+    async def fetch_thumbnail(self, crop: str) -> bytes:
+        """The thumbnail JPEG of AI crop ``crop``, fetched piece by piece, and kept in the
+        gallery. Raises :class:`ControlRefusedError` (e.g. the crop was deleted), LinkError."""
+        pieces: list[bytes] = []
+        offset, size = 0, None
+        while size is None or offset < size:
+            try:
+                result = await self.request("thumbnail", crop=crop, offset=offset)
+            except ControlRefusedError as e:
+                if e.code is not ResultCode.RATE_LIMITED:
+                    raise
+                await asyncio.sleep(RATE_LIMITED_RETRY_S)  # scores keep the link busy
+                continue
+            data = bytes(result.payload.get("data") or b"")
+            size = int(result.payload.get("size") or 0)
+            if not data and offset < size:
+                raise ControlRefusedError(ResultCode.INTERNAL_ERROR, "the thumbnail came empty")
+            pieces.append(data)
+            offset += len(data)
+        jpeg = b"".join(pieces)
+        self.state.set_thumbnail(crop, jpeg)
+        return jpeg
+
+    async def fetch_missing_thumbnails(self, limit: int = 4) -> int:
+        """Fetch the newest gallery thumbnails not fetched yet (a few per call: scores come
+        first). Returns how many came."""
+        fetched = 0
+        for crop in self.state.missing_thumbnails()[:limit]:
+            try:
+                await self.fetch_thumbnail(crop)
+                fetched += 1
+            except ControlRefusedError as e:
+                self.state.thumbnail_gone(crop, e.detail or e.user_message)
+        return fetched

@@ -74,6 +74,10 @@ BIRD_PERIOD_S: Final = 4.0
 """Real seconds between synthetic bird detections, on average."""
 PAST_BIRDS: Final = 5
 """Detections already in the store when the app first connects (it backfills them)."""
+CROP_ABOVE: Final = 0.85
+"""A synthetic score this high "takes an AI crop": one of the shipped photographs, whose
+thumbnail the app fetches over the control point as from a real station."""
+CROP_PHOTOS: Final = ("cat", "chelsea", "pets", "cat_test_0", "cat_train_0")
 
 
 class SimulatedEyeAndEar:
@@ -98,6 +102,8 @@ class SimulatedEyeAndEar:
         self._random = random.Random(seed)
         self._lock = threading.Lock()
         self._concept = DEMO_CONCEPTS[0]
+        self._crops: dict[str, str] = {}
+        self._crop_random = random.Random(seed)  # apart: the scores' sequence stays as it was
         self.selected: list[str] = []
         """Concepts the app asked for through the control point."""
 
@@ -116,14 +122,31 @@ class SimulatedEyeAndEar:
     def concept_score(self, concept: str | None = None, ts: float | None = None) -> ConceptScore:
         rng = self._random
         x, y = rng.uniform(0, 0.6), rng.uniform(0, 0.6)
+        score = round(min(1.0, max(0.0, rng.gauss(0.6, 0.2))), 3)
+        crop = None
+        if score >= CROP_ABOVE:
+            with self._lock:
+                crop = f"demo-{len(self._crops)}"
+                self._crops[crop] = self._crop_random.choice(CROP_PHOTOS)
         return ConceptScore(
             ts=self.clock.wall() if ts is None else ts,
             concept=concept or self.concept,
-            score=round(min(1.0, max(0.0, rng.gauss(0.6, 0.2))), 3),
+            score=score,
             focus_box=(x, y, rng.uniform(0.1, 0.4), rng.uniform(0.1, 0.4)),
             fps=round(rng.uniform(12, 15), 1),
             drops=rng.randrange(3),
+            crop=crop,
         )
+
+    def thumbnail(self, crop: str) -> bytes:
+        """The control point's ``thumbnail`` handler: a small JPEG of the "AI crop"."""
+        from device.eye.images import load_image
+        from device.eye.snapshots import thumbnail_jpeg
+        from device.eye.sources import synthetic_stills_dir
+
+        with self._lock:
+            photo = self._crops[crop]  # KeyError: not a crop of this demo
+        return thumbnail_jpeg(load_image(synthetic_stills_dir() / f"{photo}.jpg"))
 
     def bird(self, ts: float | None = None) -> BirdDetection:
         rng = self._random
@@ -258,7 +281,9 @@ async def simulated_station(
         store,
         station_name=station_name,
         clock=SystemClock(),
-        handlers=ControlHandlers(select_concept=eye_and_ear.select_concept),
+        handlers=ControlHandlers(
+            select_concept=eye_and_ear.select_concept, thumbnail=eye_and_ear.thumbnail
+        ),
     )
     air = virtual_link()
     server = BumbleLinkServer(virtual_device(air, station_name, STATION_ADDRESS), core)

@@ -51,6 +51,8 @@ FOOD_HISTORY_S: Final = 48 * 3600.0
 MAX_FOOD_POINTS: Final = 2000
 MAX_BIRDS: Final = 200
 MAX_ALERTS: Final = 100
+MAX_GALLERY: Final = 60
+"""AI crops the gallery lists (their thumbnails are a few KB each, kept in memory)."""
 HOURS_PER_DAY: Final = 24
 
 AlertKind = Literal["food", "new_species", "disconnected", "station"]
@@ -306,6 +308,9 @@ class AppState:
         self.concept: dict[str, Any] | None = None
         self.concepts: list[str] = []
         self.active_concept: str | None = None
+        self.gallery: list[dict[str, Any]] = []
+        """AI crops the station announced, newest first: crop (id), concept, score, ts, and
+        once fetched thumb (JPEG bytes) or gone (why it cannot be fetched)."""
         # Ear
         self.birds: list[dict[str, Any]] = []
         """Recent detections at or above the confidence setting, newest first."""
@@ -598,6 +603,21 @@ class AppState:
 
     def _apply_concept(self, concept: dict[str, Any]) -> None:
         self.concept = concept
+        crop = concept.get("crop")
+        if crop and all(item["crop"] != crop for item in self.gallery):
+            self.gallery.insert(
+                0,
+                {
+                    "crop": str(crop),
+                    "concept": concept.get("concept"),
+                    "score": _number(concept.get("score")),
+                    "ts": _number(concept.get("ts")),
+                    "thumb": None,
+                    "gone": None,
+                },
+            )
+            self.gallery.sort(key=lambda item: item["ts"] or 0.0, reverse=True)
+            del self.gallery[MAX_GALLERY:]
         name = concept.get("concept")
         if name:
             self.active_concept = str(name)
@@ -668,6 +688,23 @@ class AppState:
             self.bonded = bonded
             self._changed()
 
+    def missing_thumbnails(self) -> list[str]:
+        """Gallery crops whose thumbnail has not been fetched, newest first."""
+        return [i["crop"] for i in self.gallery if i["thumb"] is None and i["gone"] is None]
+
+    def set_thumbnail(self, crop: str, jpeg: bytes) -> None:
+        for item in self.gallery:
+            if item["crop"] == crop:
+                item["thumb"] = jpeg
+                self._changed()
+
+    def thumbnail_gone(self, crop: str, why: str) -> None:
+        """The station cannot give this crop's thumbnail (deleted by its limits): stop asking."""
+        for item in self.gallery:
+            if item["crop"] == crop:
+                item["gone"] = why
+                self._changed()
+
     def set_active_concept(self, name: str) -> None:
         """The station accepted ``name`` as the concept its camera scores."""
         self.active_concept = name
@@ -710,6 +747,12 @@ class AppState:
             "health": self.health,
             "failed": sorted(self._failed),
             "alerts": [a.to_dict() for a in self.alerts],
+            # Thumbnails are fetched again after a restart (they are bytes, and the station
+            # may have deleted some meanwhile).
+            "gallery": [
+                {k: item.get(k) for k in ("crop", "concept", "score", "ts")}
+                for item in self.gallery
+            ],
         }
 
     @classmethod
@@ -753,6 +796,11 @@ class AppState:
         state.health = dict(data.get("health", {}))
         state._failed = set(data.get("failed", []))
         state.alerts = [Alert.from_dict(a) for a in data.get("alerts", [])][:MAX_ALERTS]
+        state.gallery = [
+            {**item, "crop": str(item["crop"]), "thumb": None, "gone": None}
+            for item in data.get("gallery", [])[:MAX_GALLERY]
+            if isinstance(item, dict) and item.get("crop")
+        ]
         state._roll_day(local_day(now()))  # a new day may have begun while the app was shut
         return state
 

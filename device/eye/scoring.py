@@ -232,3 +232,26 @@ class FrameScorer:
         k = self.concept_names.index(concept)
         with self._lock:
             return [None if np.isnan(s) else float(s) for s in self._crop_scores[k]]
+
+    def add_concept(self, concept: Concept) -> None:
+        """Score ``concept`` too, from the next frame on. Call it on the scoring thread (the
+        eye service does), never during :meth:`score`. Scoring every concept (the default
+        until one is selected) takes the new one in; a selection stays as it was."""
+        if concept.name in self.concept_names:
+            raise ConfigError(f"a concept called {concept.name!r} is already scored")
+        with self._lock:
+            scoring_all = self.active == set(self.concept_names)
+            self.concepts.append(concept)
+            self._vectors = np.concatenate([self._vectors, concept.vector[np.newaxis]]).astype(
+                np.float32
+            )
+            self._crop_scores = np.concatenate(
+                [self._crop_scores, np.full((1, len(self.boxes)), _NOT_SCORED)]
+            )
+            self._smoothed.append(None)
+            template = self.triggers[0]
+            self.triggers.append(
+                Trigger(template.threshold, template.hysteresis, template.cooldown_s)
+            )
+            if scoring_all:
+                self.active.add(concept.name)

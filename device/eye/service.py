@@ -27,6 +27,7 @@ from device.config import Config
 from device.errors import ConceptError, ConfigError, ModelError, StoreError
 from device.events import ConceptScore, Event, Health, HealthStatus
 from device.eye.backbone import DEFAULT_BACKBONE_DIR, Backbone
+from device.eye.boards import BoardUploads
 from device.eye.concept import Concept, load_concept
 from device.eye.frames import CaptureThread, Frame, FrameQueue
 from device.eye.scoring import FrameScorer
@@ -46,6 +47,8 @@ FPS_WINDOW_FRAMES: Final = 30
 FRAME_WAIT_S: Final = 0.1
 #: How many of the latest AI crops the service remembers (for ``senses eye watch``, tests).
 RECENT_SNAPSHOTS: Final = 100
+#: Below the data folder: partial board uploads from the phone.
+BOARD_UPLOAD_SUBDIR: Final = "board_uploads"
 
 
 class EyeService:
@@ -61,8 +64,17 @@ class EyeService:
         snapshots: SnapshotStore | None = None,
         startup_events: Sequence[Event] = (),
         paced: bool = True,
+        backbone: Backbone | None = None,
     ) -> None:
         self.config = config
+        if backbone is None and scorer is not None:
+            backbone = scorer.backbone
+        self.backbone = backbone
+        """The scorer's backbone: lets a concept trained on the phone start a scorer."""
+        self._new_concepts: queue.SimpleQueue[Concept] = queue.SimpleQueue()
+        self._new_names: set[str] = set()
+        self._names_lock = threading.Lock()
+        self._select_when_added: str | None = None
         self.source = source
         self.scorer = scorer
         self.clock = clock
@@ -81,8 +93,52 @@ class EyeService:
     # --- control (the link's control point calls these) ---------------------------------
 
     def concept_names(self) -> list[str]:
-        """The concepts loaded from ``[eye] concepts``, in that order."""
-        return self.scorer.concept_names if self.scorer is not None else []
+        """The concepts loaded from ``[eye] concepts`` in that order, then those added since."""
+        with self._names_lock:
+            return self._all_names()
+
+    def add_concept(self, concept: Concept) -> None:
+        """Score ``concept`` from the next frame on (a board trained from the phone).
+
+        Safe from any thread: the scoring thread picks it up between two frames, so a frame
+        is never scored against half a list. Raises :class:`ConceptError` for a name already
+        in use (the link and the events tell concepts apart by name) or with no backbone.
+        """
+        with self._names_lock:
+            if concept.name in self._all_names():
+                raise ConceptError(
+                    f"a concept called {concept.name!r} is already on the station: "
+                    "choose another name"
+                )
+            if self.backbone is None:
+                raise ConceptError("the eye has no backbone model: it cannot score a concept")
+            self._new_names.add(concept.name)
+        self._new_concepts.put(concept)
+
+    def _all_names(self) -> list[str]:
+        names = self.scorer.concept_names if self.scorer is not None else []
+        return [*names, *sorted(self._new_names - set(names))]
+
+    def _take_new_concepts(self) -> None:
+        """On the scoring thread: start scoring concepts added by :meth:`add_concept`."""
+        while not self._new_concepts.empty():
+            concept = self._new_concepts.get()
+            if self.scorer is None:
+                assert self.backbone is not None
+                self.scorer = FrameScorer(self.backbone, [concept], self.config)
+            else:
+                self.scorer.add_concept(concept)
+            log.info("eye: now scoring concept %r", concept.name)
+        with self._names_lock:
+            chosen, self._select_when_added = self._select_when_added, None
+        if chosen is not None and self.scorer is not None and chosen in self.scorer.concept_names:
+            self.scorer.set_active([chosen])
+
+    def thumbnail(self, crop_id: str) -> bytes:
+        """The small JPEG of AI crop ``crop_id`` (KeyError if the station no longer has it)."""
+        if self.snapshots is None:
+            raise KeyError("this station keeps no AI crops")
+        return self.snapshots.thumbnail(crop_id)
 
     def active_concepts(self) -> list[str]:
         if self.scorer is None:
@@ -91,8 +147,16 @@ class EyeService:
 
     def select_concept(self, name: str) -> bool:
         """Score and report only ``name`` from now on; False if no such concept is loaded."""
-        if self.scorer is None or name not in self.scorer.concept_names:
-            return False
+        with self._names_lock:
+            loaded = self.scorer.concept_names if self.scorer is not None else []
+            if name not in loaded:
+                if name not in self._new_names:
+                    return False
+                # Trained a moment ago, not yet picked up by the scoring thread.
+                self._select_when_added = name
+                return True
+            self._select_when_added = None
+        assert self.scorer is not None
         self.scorer.set_active([name])
         return True
 
@@ -133,6 +197,7 @@ class EyeService:
 
     def process(self, frame: Frame, drops: int = 0) -> list[Event]:
         """Score one frame; return the events it produced (rate-limited ConceptScores)."""
+        self._take_new_concepts()
         if self.scorer is None:
             return []
         now_s = self.clock.monotonic()
@@ -141,17 +206,18 @@ class EyeService:
         events: list[Event] = []
         min_gap_s = 1.0 / self.config.events_per_s
         for reading in readings:
+            crop_id = None
             if reading.triggered and self.snapshots is not None:
                 try:
-                    self.saved.append(
-                        self.snapshots.save(
-                            frame.rgb,
-                            reading.focus_box,
-                            concept=reading.concept,
-                            score=reading.focus_score,
-                            ts=frame.ts,
-                        )
+                    snapshot = self.snapshots.save(
+                        frame.rgb,
+                        reading.focus_box,
+                        concept=reading.concept,
+                        score=reading.focus_score,
+                        ts=frame.ts,
                     )
+                    self.saved.append(snapshot)
+                    crop_id = snapshot.id
                     self.ai_crops += 1
                 except StoreError as e:
                     events.append(
@@ -173,6 +239,7 @@ class EyeService:
                         ),
                         fps=round(self.fps, 2),
                         drops=drops,
+                        crop=crop_id,
                     )
                 )
         return events
@@ -182,7 +249,7 @@ class EyeService:
         for event in self._startup_events:
             emit(event)
         self._startup_events = []
-        if self.scorer is None:
+        if self.scorer is None and self.backbone is None:
             return
         # A fresh queue each run: the runtime restarts a crashed sense by calling run again,
         # and the previous run closed its queue on the way out.
@@ -219,6 +286,8 @@ class EyeSetup:
     camera: EmulatedCamera | None = None
     faults: CameraFaultInjector | None = None
     events: list[Event] = field(default_factory=list)
+    boards: BoardUploads | None = None
+    """Boards sent from the phone (the link's board ops), trained into new concepts."""
 
 
 def load_concepts(
@@ -296,7 +365,10 @@ def build_eye(
         except ModelError as e:
             failed(f"{COMPONENT}.model", str(e))
     if backbone is not None:
-        concepts, concept_events = load_concepts(eye.concepts, backbone, clock)
+        # Concepts made on the phone live in the data folder, so they survive a restart.
+        phone_dir = eye.phone_concepts_path(config.station.data_dir)
+        phone_made = sorted(phone_dir.glob("*.cav")) if phone_dir.is_dir() else []
+        concepts, concept_events = load_concepts([*eye.concepts, *phone_made], backbone, clock)
         events.extend(concept_events)
         if concepts:
             scorer = FrameScorer(backbone, concepts, eye)
@@ -312,6 +384,21 @@ def build_eye(
         budget_bytes=int(eye.snapshot_budget_mb * 1_000_000),
     )
     service = EyeService(
-        eye, source, scorer, clock, snapshots=snapshots, startup_events=events, paced=paced
+        eye,
+        source,
+        scorer,
+        clock,
+        snapshots=snapshots,
+        startup_events=events,
+        paced=paced,
+        backbone=backbone,
     )
-    return EyeSetup(service=service, camera=camera, faults=faults, events=list(events))
+    boards = BoardUploads(
+        service,
+        config.station.data_dir / BOARD_UPLOAD_SUBDIR,
+        eye.phone_concepts_path(config.station.data_dir),
+        clock,
+    )
+    return EyeSetup(
+        service=service, camera=camera, faults=faults, events=list(events), boards=boards
+    )

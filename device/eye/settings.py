@@ -25,6 +25,8 @@ from device.paths import default_concepts_dir
 
 #: Below the data folder: where AI-crop snapshots go unless ``snapshot_dir`` says otherwise.
 SNAPSHOT_SUBDIR = "eye_snapshots"
+#: Below the data folder: concepts trained from boards sent by the phone (loaded at start).
+PHONE_CONCEPTS_SUBDIR = "eye_concepts"
 
 SourceKind = Literal["camera", "picamera2", "video", "folder", "synthetic"]
 CropMode = Literal["none", "all", "round_robin"]
@@ -113,6 +115,17 @@ class EyeConfig(_Section):
                 f"({self.threshold}), or the trigger could never re-arm"
             )
         return self
+
+    phone_concepts_dir: Path | None = Field(
+        None,
+        description=f"concepts trained from the phone; default: <data_dir>/{PHONE_CONCEPTS_SUBDIR}",
+    )
+
+    def phone_concepts_path(self, data_dir: Path) -> Path:
+        """Where concepts trained from boards sent by the phone are kept (and loaded from)."""
+        if self.phone_concepts_dir is not None:
+            return self.phone_concepts_dir
+        return data_dir / PHONE_CONCEPTS_SUBDIR
 
     def snapshot_path(self, data_dir: Path) -> Path:
         """Where AI crops are saved for a station whose data folder is ``data_dir``."""

@@ -95,6 +95,12 @@ FRAMED_UUIDS: Final = frozenset({*uuids.STREAMS.values(), uuids.CONTROL_POINT})
 """Characteristics whose notifications carry protocol frames."""
 
 MAX_CONTROL_BYTES: Final = 128
+MAX_UPLOAD_WRITE_BYTES: Final = 512
+"""A ``board_chunk`` write may be this long (ATT's longest attribute value); others 128."""
+UPLOAD_BYTES_PER_S: Final = 16_000
+"""Board upload rate per phone (a chunk over it is refused RATE_LIMITED; the app waits)."""
+UPLOAD_BURST_BYTES: Final = 32_000
+BOARD_OPS: Final = frozenset({"board_begin", "board_chunk", "board_status"})
 BACKFILL_MAX_EVENTS: Final = 200
 """Most events one backfill request returns; the app asks again from the last seq it got."""
 RATE_BURST: Final = 8
@@ -164,6 +170,13 @@ class ControlHandlers:
     """The station's health summary per sense (:meth:`device.runtime.Station.summary`)."""
     new_food: Callable[[], tuple[ResultCode, str]] | None = None
     """New food is in the box: take its baseline. Returns the answer and what to tell the user."""
+    board: Callable[[str, dict[str, Any]], tuple[ResultCode, str | None, dict[str, Any]]] | None = (
+        None
+    )
+    """Board upload ops (op, request payload) -> (code, detail, result fields):
+    :class:`device.eye.boards.BoardUploads`."""
+    thumbnail: Callable[[str], bytes] | None = None
+    """The thumbnail JPEG of an AI crop by id; KeyError when the station does not have it."""
 
 
 @dataclass(frozen=True)
@@ -215,6 +228,7 @@ class LinkCore:
         rate_per_s: float = RATE_PER_S,
         software_version: str = __version__,
         allow_just_works: bool = False,
+        upload_bytes_per_s: float = UPLOAD_BYTES_PER_S,
     ) -> None:
         """``allow_just_works``: accept control writes over a bond made without a passkey
         (encrypted, not protected against a man in the middle); ``[link] allow_just_works``."""
@@ -232,6 +246,8 @@ class LinkCore:
         self.allow_just_works = allow_just_works
         self._lock = threading.Lock()
         self._buckets: collections.OrderedDict[str, _Bucket] = collections.OrderedDict()
+        self.upload_bytes_per_s = upload_bytes_per_s
+        self._upload_buckets: collections.OrderedDict[str, _Bucket] = collections.OrderedDict()
         self._ess: dict[str, bytes] = ess.unknown_values(self.ess_gases)
         self._newest_seq = self._newest_stored_seq()
         self.skipped = 0
@@ -466,6 +482,25 @@ class LinkCore:
                 bucket.logged_s = now
             return False
 
+    def _allow_upload(self, client: str, size: int) -> bool:
+        """Byte bucket per client for board chunks: :data:`UPLOAD_BURST_BYTES` at once, then
+        ``upload_bytes_per_s`` (chunks do not spend the request bucket: a board is hundreds)."""
+        now = self.clock.monotonic()
+        burst = max(float(UPLOAD_BURST_BYTES), float(self.upload_bytes_per_s))
+        with self._lock:
+            bucket = self._upload_buckets.pop(client, None) or _Bucket(burst, now)
+            bucket.tokens = min(
+                burst, bucket.tokens + (now - bucket.updated_s) * self.upload_bytes_per_s
+            )
+            bucket.updated_s = now
+            self._upload_buckets[client] = bucket
+            while len(self._upload_buckets) > MAX_TRACKED_CLIENTS:
+                self._upload_buckets.popitem(last=False)
+            if bucket.tokens >= size:
+                bucket.tokens -= size
+                return True
+            return False
+
     def _refuse(
         self, code: ResultCode, client: str, why: str, *, att_error: int | None = None
     ) -> ControlOutcome:
@@ -500,28 +535,45 @@ class LinkCore:
             return self._refuse(
                 ResultCode.NOT_PERMITTED, client, "link not encrypted; the app must pair first"
             )
-        if not self._allow(client):
-            return ControlOutcome(
-                ResultCode.RATE_LIMITED, att_error=ATT_ERRORS[ResultCode.RATE_LIMITED]
-            )
-        if len(data) > MAX_CONTROL_BYTES:
+        if len(data) > MAX_UPLOAD_WRITE_BYTES:
             return self._refuse(
                 ResultCode.TOO_LARGE, client, f"{len(data)} bytes, at most {MAX_CONTROL_BYTES}"
             )
         try:
-            message = protocol.decode_message(data)
+            message: protocol.Message | None = protocol.decode_message(data)
+            problem = ""
         except ProtocolError as e:
-            return self._refuse(ResultCode.MALFORMED, client, f"{e} (data {data[:32].hex()})")
+            message, problem = None, f"{e} (data {data[:32].hex()})"
+        chunk = message is not None and message.payload.get("op") == "board_chunk"
+        if not (self._allow_upload(client, len(data)) if chunk else self._allow(client)):
+            return ControlOutcome(
+                ResultCode.RATE_LIMITED, att_error=ATT_ERRORS[ResultCode.RATE_LIMITED]
+            )
+        if len(data) > MAX_CONTROL_BYTES and not chunk:
+            return self._refuse(
+                ResultCode.TOO_LARGE, client, f"{len(data)} bytes, at most {MAX_CONTROL_BYTES}"
+            )
+        if message is None:
+            return self._refuse(ResultCode.MALFORMED, client, problem)
         if message.type != "control":
             return self._refuse(
                 ResultCode.MALFORMED, client, f"a {message.type} message, not a control request"
             )
         request = _Request(message.seq, str(message.payload["op"]), message.payload)
-        log.info(
-            "link: control point: %s asks %s (request %d)", client, request.op, request.request_id
+        # A board is hundreds of chunks: one log line each would flood the journal.
+        log.log(
+            logging.DEBUG if chunk else logging.INFO,
+            "link: control point: %s asks %s (request %d)",
+            client,
+            request.op,
+            request.request_id,
         )
         if request.op == "backfill":
             return self._backfill(request)
+        if request.op in BOARD_OPS:
+            return self._board(request, client)
+        if request.op == "thumbnail":
+            return self._thumbnail(request)
         if request.op == "select_concept":
             code, detail = self._select_concept(request)
         elif request.op == "set_threshold":
@@ -585,6 +637,43 @@ class LinkCore:
             log.exception("link: new_food handler failed")
             return ResultCode.INTERNAL_ERROR, f"new_food failed: {e}"
         return ResultCode(code), detail
+    def _board(self, request: _Request, client: str) -> ControlOutcome:
+        handler = self.handlers.board
+        if handler is None:
+            return self._result(
+                request, ResultCode.UNAVAILABLE, "this station has no camera to train a concept for"
+            )
+        try:
+            code, detail, fields = handler(request.op, request.payload)
+        except Exception as e:
+            log.exception("link: %s handler failed", request.op)
+            return self._result(request, ResultCode.INTERNAL_ERROR, f"{request.op} failed: {e}")
+        if code is not ResultCode.OK:
+            log.warning(
+                "link: control point: %s %s -> %s (%s)", client, request.op, code.name, detail
+            )
+        return self._result(request, code, detail, **fields)
+
+    def _thumbnail(self, request: _Request) -> ControlOutcome:
+        crop, offset = request.payload.get("crop"), request.payload.get("offset") or 0
+        handler = self.handlers.thumbnail
+        if not crop:
+            return self._result(request, ResultCode.INVALID_ARGUMENT, "thumbnail needs a crop")
+        if handler is None:
+            return self._result(request, ResultCode.UNAVAILABLE, "this station keeps no AI crops")
+        try:
+            jpeg = handler(crop)
+        except KeyError:
+            return self._result(
+                request, ResultCode.INVALID_ARGUMENT, "that AI crop is no longer on the station"
+            )
+        except Exception as e:
+            log.exception("link: thumbnail %s failed", crop)
+            return self._result(request, ResultCode.INTERNAL_ERROR, f"thumbnail failed: {e}")
+        piece = jpeg[offset : offset + protocol.MAX_THUMBNAIL_PIECE_BYTES]
+        return self._result(
+            request, ResultCode.OK, data=piece, offset=offset, size=len(jpeg), concept=None
+        )
 
     def _backfill(self, request: _Request) -> ControlOutcome:
         since = request.payload.get("since")

@@ -142,7 +142,17 @@ class ResultCode(enum.IntEnum):
     """The station failed while doing it; its log says why."""
 
 
-CONTROL_OPS: Final = ("select_concept", "set_threshold", "backfill", "new_food")
+CONTROL_OPS: Final = (
+    *("select_concept", "set_threshold", "backfill", "new_food"),
+    # Boards made on the phone (device/eye/boards.py) and AI-crop thumbnails.
+    *("board_begin", "board_chunk", "board_status", "thumbnail"),
+)
+MAX_CHUNK_BYTES: Final = 480
+"""Most picture bytes one ``board_chunk`` or ``thumbnail`` piece carries on the control point
+(an ATT write holds at most 512 bytes; the app sends less on a smaller MTU)."""
+MAX_THUMBNAIL_PIECE_BYTES: Final = 2048
+"""Most thumbnail bytes one ``thumbnail`` answer carries (a result still fits 255 frames at
+the minimum MTU)."""
 
 
 @dataclass(frozen=True)
@@ -284,6 +294,28 @@ class _Bool(_Codec):
     def decode(self, raw: Any, record: Mapping[str, Any], name: str) -> Any:
         if not isinstance(raw, bool):
             raise _fail(name, raw, "true or false")
+        return raw
+
+
+class _Bytes(_Codec):
+    """Raw bytes (a picture chunk, a digest), at most ``max_bytes``."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+
+    def encode(self, value: Any, record: Mapping[str, Any]) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, bytes | bytearray | memoryview):
+            raise ProtocolError(f"expected bytes, got {type(value).__name__}")
+        data = bytes(value)
+        if len(data) > self.max_bytes:
+            raise ProtocolError(f"{len(data)} bytes, at most {self.max_bytes}")
+        return data
+
+    def decode(self, raw: Any, record: Mapping[str, Any], name: str) -> Any:
+        if not isinstance(raw, bytes) or len(raw) > self.max_bytes:
+            raise _fail(name, raw, f"at most {self.max_bytes} bytes")
         return raw
 
 
@@ -568,6 +600,8 @@ _SCHEMAS: Final[dict[MessageType, _Record]] = {
         _Field(3, "focus_box", _Tuple(4, _P)),
         _Field(4, "fps", _Scaled(CENTI)),
         _Field(5, "drops", _Count()),
+        # The AI crop this score triggered (its id, for the ``thumbnail`` op); absent: none.
+        _Field(6, "crop", _Text(80)),
         required=("ts",),
     ),
     # BirdDetection: a call heard from start to end (Unix s), the species, the classifier's
@@ -598,6 +632,15 @@ _SCHEMAS: Final[dict[MessageType, _Record]] = {
         _Field(4, "since", _Count()),
         _Field(5, "max_count", _Count()),
         _Field(6, "types", _TypeList()),
+        # Board upload (board_begin / board_chunk / board_status; the name goes in "concept").
+        _Field(7, "upload_id", _Text(40)),
+        _Field(8, "offset", _Count()),
+        _Field(9, "data", _Bytes(MAX_CHUNK_BYTES)),
+        _Field(10, "crc32", _Count()),
+        _Field(11, "size", _Count()),
+        _Field(12, "sha256", _Bytes(32)),
+        # thumbnail: which AI crop (a concept event's "crop"); "offset" pages through it.
+        _Field(13, "crop", _Text(80)),
         required=("op",),
     ),
     # Station -> app on the control point; seq is the request id it answers.
@@ -609,6 +652,17 @@ _SCHEMAS: Final[dict[MessageType, _Record]] = {
         _Field(4, "last_seq", _Count()),
         _Field(5, "more", _Bool()),
         _Field(6, "newest_seq", _Count()),
+        # Board upload: bytes the station holds (resume here), where it is, and once trained
+        # the quality report; thumbnail: a piece of the JPEG at "offset" of "size" bytes.
+        _Field(7, "offset", _Count()),
+        _Field(8, "state", _Text(16)),
+        _Field(9, "accuracy", _P),
+        _Field(10, "auc", _P),
+        _Field(11, "p_value", _Float()),
+        _Field(12, "stability", _P),
+        _Field(13, "data", _Bytes(MAX_THUMBNAIL_PIECE_BYTES)),
+        _Field(14, "size", _Count()),
+        _Field(15, "concept", _Text(64)),
         required=("code",),
     ),
     # The station info characteristic; seq is the newest stored seq.

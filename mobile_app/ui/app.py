@@ -28,7 +28,9 @@ from mobile_app.state import AppState, ConnectionState, Settings
 from mobile_app.ui import theme
 from mobile_app.ui.base import StateScreen
 from mobile_app.ui.birds import BirdsScreen
+from mobile_app.ui.boards import BoardLink, BoardScreen
 from mobile_app.ui.concepts import ConceptsScreen
+from mobile_app.ui.gallery import GalleryScreen
 from mobile_app.ui.home import HomeScreen
 from mobile_app.ui.nose import NoseScreen
 from mobile_app.ui.present import Look, ago, connection_look, severity_look
@@ -42,6 +44,7 @@ NAVIGATION: Final = (
     ("nose", "Nose", "≈"),
     ("birds", "Birds", "♫"),
     ("concepts", "Concepts", "◎"),
+    ("gallery", "Crops", "▦"),
     ("settings", "Settings", "⚙"),
 )
 REFRESH_DELAY_S: Final = 0.4
@@ -197,9 +200,16 @@ class SensesRoot(BoxLayout):
         self._food_task: asyncio.Task[None] | None = None
         self.nose = NoseScreen(self.new_food, name="nose")
         self.birds = BirdsScreen(name="birds")
-        self.concepts = ConceptsScreen(self.choose_concept, name="concepts")
+        self.concepts = ConceptsScreen(
+            self.choose_concept, on_new=lambda: self.show("board"), name="concepts"
+        )
         self.settings = SettingsScreen(self._settings_changed, name="settings")
-        for screen in (self.home, self.nose, self.birds, self.concepts, self.settings):
+        self.gallery = GalleryScreen(name="gallery")
+        self.board = BoardScreen(self._board_link, name="board")
+        for screen in (
+            *(self.home, self.nose, self.birds, self.concepts, self.settings),
+            *(self.gallery, self.board),
+        ):
             self.screens.add_widget(screen)
         self.nav: dict[str, NavButton] = {}
         nav_bar = BoxLayout(size_hint_y=None, height=dp(66))
@@ -212,6 +222,7 @@ class SensesRoot(BoxLayout):
         for widget in (self.status_bar, self.notice_strip, self.banner, self.screens, nav_bar):
             self.add_widget(widget)
         self._concept_task: asyncio.Task[None] | None = None
+        self._thumbnail_task: asyncio.Task[Any] | None = None
         self._ticks = 0
         self._refresh_trigger = Clock.create_trigger(lambda _dt: self.refresh(), REFRESH_DELAY_S)
         state.add_listener(self._refresh_trigger)
@@ -255,13 +266,35 @@ class SensesRoot(BoxLayout):
         """Stop listening and ticking (the state outlives the UI in tests)."""
         self.state.remove_listener(self._refresh_trigger)
         self._ticker.cancel()
-        if self._concept_task is not None:
-            self._concept_task.cancel()
-        if self._food_task is not None:
-            self._food_task.cancel()
+        for task in (self._concept_task, self._food_task, self._thumbnail_task, self.board.task):
+            if task is not None:
+                task.cancel()
+
+    def _board_link(self) -> BoardLink | None:
+        """The connection, when it can send boards (the demo's and the real one can)."""
+        link = self.selector
+        return link if hasattr(link, "send_board") else None  # type: ignore[return-value]
+
+    def _fetch_thumbnails(self) -> None:
+        """Fetch one new AI crop's thumbnail per tick at most: scores keep the link first."""
+        fetch = getattr(self.selector, "fetch_missing_thumbnails", None)
+        busy = self._thumbnail_task is not None and not self._thumbnail_task.done()
+        if fetch is None or busy or not self.state.connection.linked:
+            return
+        if self.state.missing_thumbnails():
+            self._thumbnail_task = asyncio.ensure_future(self._fetch_quietly(fetch))
+
+    async def _fetch_quietly(self, fetch: Callable[..., Any]) -> None:
+        try:
+            await fetch(limit=1)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # the link dropped: the next tick after reconnecting retries
+            log.info("thumbnail not fetched: %s", e)
 
     def _tick(self, _dt: float) -> None:
         self.state.tick()
+        self._fetch_thumbnails()
         self._ticks += 1
         if self._ticks % REDRAW_EVERY_TICKS == 0 or (
             self.state.connection is ConnectionState.DISCONNECTED

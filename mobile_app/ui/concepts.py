@@ -28,8 +28,15 @@ from mobile_app.ui.widgets import (
 class ConceptsScreen(StateScreen):
     title = "Concepts"
 
-    def __init__(self, on_choose: Callable[[str], None], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        on_choose: Callable[[str], None],
+        *,
+        on_new: Callable[[], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.on_choose = on_choose
+        self.on_new = on_new
         super().__init__(**kwargs)
 
     def build(self) -> None:
@@ -66,6 +73,11 @@ class ConceptsScreen(StateScreen):
                 wrap=True,
             )
         )
+        if self.on_new is not None:
+            on_new = self.on_new
+            self.new_button = FlatButton("+  New concept from your pictures")
+            self.new_button.bind(on_release=lambda *_: on_new())
+            self.body.add_widget(self.new_button)
         self.message: tuple[Look, str] | None = None
         self.busy = False
         self._shown: tuple[Any, ...] | None = None

@@ -356,3 +356,22 @@ def test_good_settings_survive_next_to_a_bad_one(tmp_path: Path) -> None:
     path = tmp_path / "settings.json"
     path.write_text('{"temperature_unit": "F", "concept_threshold": "high", "extra": 1}')
     assert Settings.load(path) == Settings(temperature_unit="F")
+
+
+def test_the_gallery_lists_announced_ai_crops_and_survives_a_restart(tmp_path: Path) -> None:
+    state = AppState()
+    for seq, (crop, score) in enumerate([("c1", 0.8), (None, 0.5), ("c2", 0.9), ("c2", 0.9)]):
+        payload = {"type": "concept", "ts": 1000.0 + seq, "concept": "teapot", "score": score}
+        state.apply(Message(1, "concept", seq + 1, {**payload, "crop": crop}))
+    assert [i["crop"] for i in state.gallery] == ["c2", "c1"]  # newest first, once each
+    assert state.missing_thumbnails() == ["c2", "c1"]
+    state.set_thumbnail("c2", b"\xff\xd8jpeg")
+    state.thumbnail_gone("c1", "no longer on the station")
+    assert state.missing_thumbnails() == []
+    state.save(tmp_path / "state.json")
+    restored = AppState.load(tmp_path / "state.json")
+    assert [(i["crop"], i["score"], i["thumb"]) for i in restored.gallery] == [
+        ("c2", 0.9, None),
+        ("c1", 0.8, None),
+    ]
+    assert restored.missing_thumbnails() == ["c2", "c1"]  # fetched again after a restart

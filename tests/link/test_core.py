@@ -8,6 +8,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import cbor2
 import pytest
@@ -433,3 +434,71 @@ def test_station_info_carries_the_health_summary(store: EventStore) -> None:
     assert senses[1]["drops"] == 12 and senses[1]["restarts"] == 1
     assert senses[1]["last_error"].startswith("CameraDisconnectedError")
     assert senses[1]["events_per_min"] == pytest.approx(59.5, rel=1e-3)
+
+
+# ------------------------------------------------------------ boards and AI-crop thumbnails
+
+
+def test_board_chunks_spend_a_byte_budget_not_the_request_bucket(
+    store: EventStore, clock: ManualClock
+) -> None:
+    seen: list[str] = []
+
+    def board(op: str, payload: dict[str, Any]) -> tuple[ResultCode, str | None, dict[str, Any]]:
+        seen.append(op)
+        return ResultCode.OK, None, {"offset": payload.get("offset", 0) + len(payload["data"])}
+
+    core = LinkCore(
+        store,
+        station_name="kitchen",
+        clock=clock,
+        handlers=ControlHandlers(board=board),
+        upload_bytes_per_s=4_000,
+    )
+    piece = bytes(400)  # a 400-byte chunk is a ~450-byte write: too long for any other op
+    outcomes = [
+        control(core, "board_chunk", upload_id="u" * 16, offset=k * 400, data=piece, crc32=0)
+        for k in range(100)
+    ]
+    accepted = [o for o in outcomes if o.code is ResultCode.OK]
+    # The burst (32 KB) goes through at once, far beyond the 8 requests of the request bucket.
+    assert len(accepted) == len(seen) > link_core.RATE_BURST
+    assert result_of(accepted[-1]).payload["offset"] == 400 * len(accepted)
+    assert outcomes[-1].code is ResultCode.RATE_LIMITED  # then 4 KB/s: the app waits
+    assert control(core, "backfill", since=0).code is ResultCode.OK  # requests unaffected
+    clock.advance(1.0)
+    assert control(core, "board_chunk", upload_id="u" * 16, offset=0, data=piece, crc32=0).code is (
+        ResultCode.OK
+    )
+    # Only a board chunk may be that long: any other op of 400 bytes is refused.
+    long_other = encode_message("control", 9, {"op": "board_status", "data": piece})
+    other = core.handle_control(long_other, client="AA:BB", authenticated=True)
+    assert other.code is ResultCode.TOO_LARGE
+
+
+def test_a_thumbnail_comes_in_pieces_and_a_gone_crop_is_named(core: LinkCore) -> None:
+    jpeg = bytes(range(256)) * 20  # 5120 bytes
+
+    def thumbnail(crop: str) -> bytes:
+        if crop != "crop1":
+            raise KeyError(crop)
+        return jpeg
+
+    core.handlers = ControlHandlers(thumbnail=thumbnail)
+    got, offset = b"", 0
+    while True:
+        answer = result_of(control(core, "thumbnail", crop="crop1", offset=offset)).payload
+        assert answer["size"] == len(jpeg) and answer["offset"] == offset
+        got += answer["data"]
+        offset += len(answer["data"])
+        if offset >= answer["size"]:
+            break
+    assert got == jpeg
+    gone = result_of(control(core, "thumbnail", crop="crop0")).payload
+    assert gone["code"] is ResultCode.INVALID_ARGUMENT
+    assert "no longer on the station" in gone["detail"]
+    no_camera = LinkCore(None, station_name="k", clock=core.clock)
+    assert (
+        result_of(control(no_camera, "board_begin", upload_id="u" * 16)).payload["code"]
+        is ResultCode.UNAVAILABLE
+    )

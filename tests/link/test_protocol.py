@@ -26,7 +26,9 @@ from device.events import (
 )
 from device.link import protocol
 from device.link.protocol import (
+    ATT_MIN_MTU,
     FRAME_HEADER,
+    MAX_SEQ,
     MESSAGE_HEADER,
     PROTOCOL_VERSION,
     Inbox,
@@ -95,6 +97,7 @@ CONCEPT = {
     "focus_box": [0.1234567, 0.2345678, 0.3456789, 0.4567891],
     "fps": 14.8765,
     "drops": 3,
+    "crop": None,  # the AI crop this score triggered, when it did
 }
 BIRD = {
     "type": "bird",
@@ -232,6 +235,7 @@ PAYLOADS = {
             "focus_box": st.none() | st.lists(_prob, min_size=4, max_size=4),
             "fps": _floats(0, 120),
             "drops": st.integers(0, 2**32),
+            "crop": st.none() | _names,
         }
     ),
     "bird": st.fixed_dictionaries(
@@ -571,3 +575,55 @@ def test_frame_header_layout() -> None:
     assert frame[0] == (PROTOCOL_VERSION << 4) | protocol.MessageType.HEALTH
     assert struct.unpack_from("<I", frame, 1)[0] == 0x01020304
     assert (frame[5], frame[6]) == (0, 1)
+
+
+# ------------------------------------------------------------ boards and AI-crop thumbnails
+
+
+def test_a_board_chunk_fills_one_att_write_and_a_thumbnail_piece_fits_the_smallest_mtu() -> None:
+    import zlib
+
+    from device.link.core import MAX_UPLOAD_WRITE_BYTES
+    from mobile_app.boards import chunk_room
+
+    for mtu in (64, 185, 247, 517):
+        room = chunk_room(mtu)
+        data = bytes(range(256)) * 2
+        message = encode_message(
+            "control",
+            MAX_SEQ,
+            {
+                "op": "board_chunk",
+                "upload_id": "f" * 16,
+                "offset": 1_999_999,
+                "data": data[:room],
+                "crc32": zlib.crc32(data[:room]),
+            },
+        )
+        assert len(message) <= min(mtu - 3, MAX_UPLOAD_WRITE_BYTES), mtu
+        assert decode_message(message).payload["data"] == data[:room]
+    piece = bytes(range(256)) * 8
+    result = encode_message(
+        "control_result",
+        7,
+        {"op": "thumbnail", "code": 0, "data": piece, "offset": 0, "size": 5000},
+    )
+    frames = split(result, ATT_MIN_MTU - 3)
+    assert len(frames) <= 255
+    reassembler = Reassembler()
+    decoded = [m for f in frames if (m := reassembler.feed(f)) is not None]
+    assert decoded[0].payload["data"] == piece and decoded[0].payload["size"] == 5000
+
+
+def test_a_concept_score_names_the_ai_crop_it_triggered() -> None:
+    crop = "20261207T012233.123Z_a-cat_0.93"
+    message = decode_message(encode_message("concept", 9, {**CONCEPT, "crop": crop}))
+    assert message.payload["crop"] == crop
+    assert decode_message(encode_message("concept", 9, CONCEPT)).payload["crop"] is None
+
+
+def test_bytes_fields_refuse_what_is_not_bytes_or_too_long() -> None:
+    with pytest.raises(ProtocolError, match="expected bytes"):
+        encode_message("control", 1, {"op": "board_chunk", "data": "text"})
+    with pytest.raises(ProtocolError, match="at most"):
+        encode_message("control", 1, {"op": "board_chunk", "data": bytes(10_000)})
