@@ -23,6 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from device.paths import default_concepts_dir
 
+#: The shipped concepts as this process started (``concepts/`` of the models folder).
+DEFAULT_CONCEPTS_DIR = default_concepts_dir()
 #: Below the data folder: where AI-crop snapshots go unless ``snapshot_dir`` says otherwise.
 SNAPSHOT_SUBDIR = "eye_snapshots"
 #: Below the data folder: concepts trained from boards sent by the phone (loaded at start).

@@ -637,6 +637,7 @@ class LinkCore:
             log.exception("link: new_food handler failed")
             return ResultCode.INTERNAL_ERROR, f"new_food failed: {e}"
         return ResultCode(code), detail
+
     def _board(self, request: _Request, client: str) -> ControlOutcome:
         handler = self.handlers.board
         if handler is None:
