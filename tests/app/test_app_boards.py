@@ -256,7 +256,7 @@ async def test_an_unpaired_phone_cannot_send_a_board(
     connected: Callable[..., asyncio.Future[tuple[StationConnection, RecordingState]]],
 ) -> None:
     connection, _ = await connected(pair=False)
-    with pytest.raises(BoardError, match=r"paired phone.*Pair the phone"):
+    with pytest.raises(BoardError, match=r"paired with its passkey.*senses link pair"):
         await connection.send_board("hot dogs", _items(HOT_DOGS))
     assert station.eye.service.concept_names() == ["cats"]
 
