@@ -33,12 +33,26 @@ from device.config import Config, load_config
 from device.ear.detections import MergedDetection, Thresholds, merge_windows
 from device.ear.detector import Detector
 from device.ear.frontend import Patch, patches_from_waveform
+from device.ear.service import thresholds_for
 from device.ear.settings import EarConfig
 from device.ear.sources import read_audio_file
+from device.ear.species import week_48
 from device.errors import AudioInputError, ConfigError
 from device.events import BirdDetection, Event, Health
 
-CSV_COLUMNS = ("file", "start", "end", "species", "confidence", "confidence_mean")
+#: BirdNET-Analyzer's CSV columns (Start (s), End (s), Scientific name, Common name,
+#: Confidence, File) under our names, plus the mean confidence and which models ran.
+CSV_COLUMNS = (
+    "file",
+    "start",
+    "end",
+    "species",
+    "confidence",
+    "confidence_mean",
+    "Scientific name",
+    "Common name",
+    "model_id",
+)
 #: Patches per backbone call when scanning (bounded memory for long files).
 SCAN_BATCH = 64
 
@@ -68,23 +82,39 @@ def scan_waveform(
     sample_rate: int,
     detector: Detector,
     ear: EarConfig,
+    *,
+    week: int | None = None,
+    thresholds: Thresholds | None = None,
 ) -> list[MergedDetection]:
-    """Every detection in one recording: front end, backbone (+ head), thresholds, merging."""
-    patches, starts = patches_from_waveform(
-        waveform, sample_rate, detector.frontend_config(ear.hop_frames)
-    )
-    duration_s = detector.backbone.frontend_config.patch_duration_s
-    windows = []
-    for first in range(0, len(patches), SCAN_BATCH):
-        batch = [
-            Patch(patches[i], float(starts[i]), float(starts[i]) + duration_s)
-            for i in range(first, min(first + SCAN_BATCH, len(patches)))
-        ]
-        windows += detector.analyse(batch)
+    """Every detection in one recording: front end, models, thresholds, merging.
+
+    With a species model (BirdNET) the recording is resampled once to its rate and cut into
+    its windows exactly as the live ear does (:class:`~device.ear.windows.WaveformWindower`);
+    otherwise the backbone (+ head) runs on log-mel patches. ``week`` (1-48) feeds the range
+    filter when ``ear.latitude``/``ear.longitude`` are set.
+    """
+    if detector.species is not None:
+        windower = detector.species.windower(sample_rate)
+        audio = windower.push(waveform) + windower.flush()
+        windows = []
+        for first in range(0, len(audio), SCAN_BATCH // 4):
+            windows += detector.analyse_species(audio[first : first + SCAN_BATCH // 4], week)
+    else:
+        patches, starts = patches_from_waveform(
+            waveform, sample_rate, detector.frontend_config(ear.hop_frames)
+        )
+        duration_s = detector.backbone.frontend_config.patch_duration_s
+        windows = []
+        for first in range(0, len(patches), SCAN_BATCH):
+            batch = [
+                Patch(patches[i], float(starts[i]), float(starts[i]) + duration_s)
+                for i in range(first, min(first + SCAN_BATCH, len(patches)))
+            ]
+            windows += detector.analyse(batch)
     heard_s = len(waveform) / sample_rate
     detections = merge_windows(
         windows,
-        Thresholds.build(ear.threshold, ear.species_thresholds, ear.allow_list),
+        thresholds or thresholds_for(ear, detector),
         merge_gap_s=ear.merge_gap_s,
         min_windows=ear.min_windows,
         max_detection_s=ear.max_detection_s,
@@ -103,19 +133,29 @@ def scan_waveform(
     ]
 
 
-def scan_file(path: Path, detector: Detector, ear: EarConfig) -> ScanResult:
+def scan_file(
+    path: Path,
+    detector: Detector,
+    ear: EarConfig,
+    *,
+    week: int | None = None,
+    thresholds: Thresholds | None = None,
+) -> ScanResult:
     waveform, rate = read_audio_file(path)
-    return ScanResult(path, len(waveform) / rate, scan_waveform(waveform, rate, detector, ear))
+    detections = scan_waveform(waveform, rate, detector, ear, week=week, thresholds=thresholds)
+    return ScanResult(path, len(waveform) / rate, detections)
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
+    from device.ear.models import load_detector
+
     config = _ear_with(_config(args), threshold=args.threshold)
     console = Console(stderr=args.json)
-    detector, head_problem = Detector.load(
-        config.inference.models_dir, config.ear.backbone, config.ear.head, num_threads=1
-    )
+    detector, head_problem = load_detector(config, num_threads=1)
     if head_problem:
         console.print(f"[yellow]note:[/] {head_problem}")
+    thresholds = thresholds_for(config.ear, detector, strict=head_problem is None)
+    week = args.week if args.week is not None else week_48(dt.date.today())
     rows: list[dict[str, Any]] = []
     failures = 0
     audio_s = 0.0
@@ -123,13 +163,14 @@ def cmd_scan(args: argparse.Namespace) -> int:
     for name in args.files:
         path = Path(name)
         try:
-            result = scan_file(path, detector, config.ear)
+            result = scan_file(path, detector, config.ear, week=week, thresholds=thresholds)
         except AudioInputError as e:
             console.print(f"[red]skipped:[/] {e}")
             failures += 1
             continue
         audio_s += result.duration_s
         for d in result.detections:
+            label = detector.species_label(d.species)
             row = {
                 "file": str(path),
                 "start": round(d.start_s, 2),
@@ -137,13 +178,18 @@ def cmd_scan(args: argparse.Namespace) -> int:
                 "species": d.species,
                 "confidence": round(d.confidence_max, 4),
                 "confidence_mean": round(d.confidence_mean, 4),
+                "Scientific name": label.scientific,
+                "Common name": label.common,
+                "model_id": detector.model_id,
             }
             rows.append(row)
             if args.json:
                 print(json.dumps(row), flush=True)
             else:
+                scientific = f" ({label.scientific})" if label.scientific else ""
                 console.print(
-                    f"{path.name}  {d.start_s:7.2f}-{d.end_s:7.2f} s  {d.species:<28} "
+                    f"{path.name}  {d.start_s:7.2f}-{d.end_s:7.2f} s  "
+                    f"{d.species + scientific:<44} "
                     f"{d.confidence_max:.2f} (mean {d.confidence_mean:.2f})"
                 )
     elapsed_s = time.perf_counter() - started
@@ -342,6 +388,9 @@ def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
     scan.add_argument("files", nargs="+", help="WAV or FLAC files")
     scan.add_argument("--out", help="CSV to write (file,start,end,species,confidence,...)")
     scan.add_argument("--threshold", type=float, help="least confidence reported")
+    scan.add_argument(
+        "--week", type=int, help="BirdNET week 1-48 for the range filter (default: now)"
+    )
     scan.add_argument("--json", action="store_true", help="one JSON object a line")
     scan.add_argument("--config", help="TOML config file")
     scan.set_defaults(handler=cmd_scan)
