@@ -413,3 +413,14 @@ def test_the_station_clock_sets_the_week(station: Path) -> None:
 
 def _no_source() -> FileSource:
     raise AssertionError("not opened")
+
+
+def test_doctor_reports_the_species_model_and_its_licence(station: Path, tmp_path: Path) -> None:
+    from device.doctor.findings import Status
+    from device.doctor.models import check_species_model
+
+    installed = check_species_model(load_config(station / "senses.toml"))
+    assert installed.status is Status.OK
+    assert "birdnet-v2.4" in installed.detail and "CC BY-NC-SA 4.0" in installed.detail
+    missing = check_species_model(load_config(_write_config(tmp_path)))
+    assert missing.status is Status.WARN and INSTALL_COMMAND in missing.fix
