@@ -8,7 +8,6 @@ configs, the JSON states, the station's availability.
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import os
 import pwd
