@@ -253,7 +253,7 @@ def test_uninstall_removes_the_model_and_the_ear_falls_back(
 
 def test_the_live_ear_reports_both_names_and_the_model(station: Path) -> None:
     config = load_config(station / "senses.toml")
-    song = SHARED_AUDIO / "great_tit" / "2021-B32-0415_05-11.wav"
+    song = _audio("great_tit/2021-B32-0415_05-11.wav")
     ear = config.ear.model_copy(update={"source": "file", "path": song})
     setup = build_ear(config, ManualClock(), emulated=False, realtime_files=False, ear=ear)
     assert setup.events == []  # BirdNET loaded: nothing degraded
@@ -276,7 +276,7 @@ def test_a_damaged_model_keeps_the_ear_running_degraded_with_the_fix(
         f.truncate(model.stat().st_size - 1000)
     config = load_config(config_path)
     ear = config.ear.model_copy(
-        update={"source": "file", "path": SHARED_AUDIO / "great_tit" / "2021-B32-0415_05-9.wav"}
+        update={"source": "file", "path": _audio("great_tit/2021-B32-0415_05-9.wav")}
     )
     setup = build_ear(config, ManualClock(), emulated=False, realtime_files=False, ear=ear)
     [health] = setup.events
