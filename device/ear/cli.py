@@ -214,7 +214,9 @@ def _describe(event: Event) -> str:
     when = time.strftime("%H:%M:%S", time.localtime(event.ts))
     if isinstance(event, BirdDetection):
         return (
-            f"{when}  [bold]{event.species}[/]  {event.end - event.start:.1f} s, "
+            f"{when}  [bold]{event.species}[/]"
+            + (f" [italic]{event.scientific_name}[/]" if event.scientific_name else "")
+            + f"  {event.end - event.start:.1f} s, "
             f"confidence {event.confidence_max:.2f} (mean {event.confidence_mean:.2f})  "
             f"{event.clip or '(no clip)'}"
         )

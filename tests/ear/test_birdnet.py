@@ -373,18 +373,24 @@ def test_latitude_out_of_range_is_a_config_error(tmp_path: Path) -> None:
         load_config(_write_config(tmp_path, latitude=52.0))
 
 
-def test_the_ear_with_birdnet_stays_under_250_mb_resident(station: Path) -> None:
+def test_the_ear_with_birdnet_stays_under_250_mb_resident(station: Path, tmp_path: Path) -> None:
     """Peak RSS of a process that loads the ear with BirdNET and listens to a recording.
 
     VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the forked parent (pytest).
+    With a place set, so the range model's one call is included.
     """
+    config_path = tmp_path / "senses.toml"
+    config_path.write_text(
+        f"[station]\ndata_dir = {json.dumps(str(station))}\n[ear]\nlatitude = 10.4\n"
+        "longitude = -75.5\n"
+    )
     script = f"""
 import threading
 from pathlib import Path
 from device.clock import ManualClock
 from device.config import load_config
 from device.ear.service import build_ear
-config = load_config(Path({str(station / "senses.toml")!r}))
+config = load_config(Path({str(config_path)!r}))
 ear = config.ear.model_copy(update={{"source": "file", "path": Path({str(_audio("spinetail_maad.wav"))!r})}})
 setup = build_ear(config, ManualClock(), emulated=False, realtime_files=False, ear=ear)
 assert setup.service.detector.species is not None
