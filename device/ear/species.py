@@ -193,6 +193,11 @@ class WaveformSpeciesModel:
     detections at lower logits).
     """
 
+    #: Windows per interpreter call. The interpreter allocates activations for the whole
+    #: batch (BirdNET: about 25 MB a window, 16 windows took RSS from 240 to 555 MB) and
+    #: re-plans whenever the batch size changes, so windows run one at a time by default.
+    max_batch: int = 1
+
     def __init__(self, model: TFLiteModel, *, sensitivity: float | None = None) -> None:
         self.model = model
         card = model.card
@@ -270,7 +275,12 @@ class WaveformSpeciesModel:
             )
         if len(array) == 0:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        logits = np.asarray(self.model.run(array), dtype=np.float64)
+        logits = np.concatenate(
+            [
+                np.asarray(self.model.run(array[i : i + self.max_batch]), dtype=np.float64)
+                for i in range(0, len(array), self.max_batch)
+            ]
+        )
         return self._activate(logits)
 
     def predict(self, waveform: npt.ArrayLike) -> FloatArray:
