@@ -21,7 +21,11 @@ Python API (what the ear, ``senses ear scan`` and the cascade use)::
     probs = model.predict(waveform_3s)                    # (len(model.labels),) float32
     probs = model.classify(windows)                       # (n, window_samples) -> (n, labels)
     model.labels[i].scientific, model.labels[i].common    # SpeciesLabel
-    model.range_model.occurrence(lat, lon, week)          # (len(labels),) or None if absent
+    model.range_model.occurrence(lat, lon, week)          # (len(labels),); range_model may be None
+
+In the ear, :class:`device.ear.detector.SpeciesStage` wraps a model with the station's filters
+(``windower(rate)`` cuts the stream, ``analyse(windows, week)`` gives ``WindowResult`` s), and
+:func:`device.ear.models.load_detector` picks BirdNET or the head as ``ear.species_model`` says.
 
 Labels whose scientific and common names are equal in BirdNET ("Dog_Dog", "Human vocal_Human
 vocal", "Engine_Engine", "Noise_Noise") name no species: they are scored (a privacy filter can
