@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import http.server
 import io
 import json
 import os
@@ -237,6 +238,38 @@ def test_no_network_is_a_clear_error_naming_the_offline_route(
     err = capsys.readouterr().err
     assert "could not download" in err and "--from" in err
     assert not birdnet_folder(tmp_path).exists()
+
+
+class _Refusing(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(403)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        del args
+
+
+def test_an_index_that_refuses_is_a_clear_error_and_installs_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        config = _write_config(tmp_path)
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
+        monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+        monkeypatch.delenv("PIP_EXTRA_INDEX_URL", raising=False)
+        monkeypatch.delenv("PIP_FIND_LINKS", raising=False)
+        monkeypatch.setenv("PIP_INDEX_URL", f"http://127.0.0.1:{server.server_port}/simple")
+        monkeypatch.setenv("PIP_RETRIES", "0")
+        args = ["ear", "install", "birdnet", "--accept-licence", "--config", str(config)]
+        assert main(args) == 2
+    finally:
+        server.shutdown()
+    err = " ".join(capsys.readouterr().err.split())
+    assert "refused the request" in err and "--from" in err
+    assert not birdnet_folder(tmp_path).exists()
+    assert _no_half_installs(tmp_path / "models") == []
 
 
 def test_uninstall_removes_the_model_and_the_ear_falls_back(
