@@ -186,3 +186,7 @@ class BirdDetection(Event):
     confidence_max: float
     confidence_mean: float
     clip: str
+    # Appended (older stations and stored rows have neither): the species' scientific name
+    # ("" when the model gives none, e.g. presence "Bird") and which models named it.
+    scientific_name: str = ""
+    model_id: str = ""

@@ -84,6 +84,7 @@ class StationSenses:
             new_food=new_food if nose is not None else None,
             board=board if boards is not None else None,
             thumbnail=eye.thumbnail if eye is not None else None,
+            species_model=(lambda: ear.detector.model_id) if ear is not None else None,
         )
 
 

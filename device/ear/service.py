@@ -19,6 +19,7 @@ raises out of :meth:`run` for audio problems.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 import time
@@ -30,11 +31,13 @@ from typing import TYPE_CHECKING, Any
 from device.clock import Clock
 from device.ear.clips import ClipRecorder, ClipStore, SavedClip
 from device.ear.detections import DetectionMerger, Thresholds
-from device.ear.detector import Detector
+from device.ear.detector import Detector, WindowResult
 from device.ear.frontend import Patch, StreamingFrontend
 from device.ear.ring import AudioRing
 from device.ear.settings import EarConfig
 from device.ear.sources import AudioSource, FileSource, GeneratorSource, MicrophoneSource
+from device.ear.species import week_48
+from device.ear.windows import AudioWindow, WaveformWindower
 from device.errors import AudioInputError, MicrophoneUnavailableError, ModelError
 from device.events import BirdDetection, Event, Health, HealthStatus
 
@@ -84,6 +87,7 @@ class _Stream:
     merger: DetectionMerger
     recorder: ClipRecorder
     wall_start_s: float
+    species: WaveformWindower | None = None  # the stream at the species model's rate
     overruns_reported: int = 0
     clipping_reported: bool = False
 
@@ -96,15 +100,15 @@ class EarService:
         open_source: Callable[[], AudioSource],
         clock: Clock,
         clip_store: ClipStore | None,
+        *,
+        strict_names: bool = True,
     ) -> None:
         self.config = config
         self.detector = detector
         self.open_source = open_source
         self.clock = clock
         self.clip_store = clip_store
-        self.thresholds = Thresholds.build(
-            config.threshold, config.species_thresholds, config.allow_list
-        )
+        self.thresholds = thresholds_for(config, detector, strict=strict_names)
         self.frontend_config = detector.frontend_config(config.hop_frames)
         self.tally = EarCounters()
         self.finished = False  # the source ended (a file without loop): a demo can end
@@ -208,6 +212,11 @@ class EarService:
                 stream_wall_s=wall_start_s,
             ),
             wall_start_s=wall_start_s,
+            species=(
+                self.detector.species.windower(source.sample_rate)
+                if self.detector.species is not None
+                else None
+            ),
         )
         self.tally.streams += 1
         return stream
@@ -236,12 +245,37 @@ class EarService:
             stream.ring.write(block)
             self.tally.seconds_heard += len(block) / stream.source.sample_rate
             patches = stream.frontend.push(block)
-            self._emit_windows(stream, patches, emit)
+            species_windows = stream.species.push(block) if stream.species is not None else []
+            self._emit_windows(stream, patches, species_windows, emit)
             self._report_input_problems(stream, emit)
 
-    def _emit_windows(self, stream: _Stream, patches: list[Patch], emit: Emit) -> None:
-        for window in self.detector.analyse(patches):
-            self.tally.windows += 1
+    def _analyse(
+        self, patches: list[Patch], species_windows: list[AudioWindow]
+    ) -> list[WindowResult]:
+        """What goes to the merger: the species model's windows if one runs, else the head's.
+
+        The backbone runs on every patch either way (presence: the gate and privacy filter
+        build on it).
+        """
+        presence = self.detector.analyse(patches)
+        if self.detector.species is None:
+            self.tally.windows += len(presence)
+            return presence
+        self.tally.windows += len(species_windows)
+        return self.detector.analyse_species(species_windows, self.week())
+
+    def week(self) -> int:
+        """BirdNET's week (1-48) from the station's clock, for the range filter."""
+        return week_48(dt.date.fromtimestamp(self.clock.wall()))
+
+    def _emit_windows(
+        self,
+        stream: _Stream,
+        patches: list[Patch],
+        species_windows: list[AudioWindow],
+        emit: Emit,
+    ) -> None:
+        for window in self._analyse(patches, species_windows):
             stream.recorder.add(stream.merger.add(window))
         self._emit_saved(stream, stream.recorder.ready(), emit)
 
@@ -254,8 +288,8 @@ class EarService:
     def _flush_stream(self, stream: _Stream, emit: Emit) -> None:
         try:
             patches = stream.frontend.flush()
-            for window in self.detector.analyse(patches):
-                self.tally.windows += 1
+            species_windows = stream.species.flush() if stream.species is not None else []
+            for window in self._analyse(patches, species_windows):
                 stream.recorder.add(stream.merger.add(window))
         except ModelError:
             log.exception("ear: the last windows of a stream could not be analysed")
@@ -268,6 +302,7 @@ class EarService:
             detection = clip.detection
             end_s = min(detection.end_s, heard_s)
             self.tally.detections += 1
+            label = self.detector.species_label(detection.species)
             emit(
                 BirdDetection(
                     ts=stream.wall_start_s + end_s,
@@ -277,6 +312,8 @@ class EarService:
                     confidence_max=round(detection.confidence_max, 4),
                     confidence_mean=round(detection.confidence_mean, 4),
                     clip=clip.path,
+                    scientific_name=label.scientific,
+                    model_id=self.detector.model_id,
                 )
             )
             self._report_clip(clip, emit)
@@ -330,6 +367,29 @@ class EarService:
 # --- assembly -------------------------------------------------------------------------------
 
 
+def thresholds_for(config: EarConfig, detector: Detector, *, strict: bool = True) -> Thresholds:
+    """The config's thresholds and lists, with names (common or scientific) as reported.
+
+    ``strict``: a name the running model does not know is a :class:`UnknownSpeciesError`
+    listing close matches (not strict when the ear fell back to a lesser model).
+    """
+    per_species = dict(
+        zip(
+            detector.canonical_names(
+                list(config.species_thresholds), "ear.species_thresholds", strict=strict
+            ),
+            config.species_thresholds.values(),
+            strict=True,
+        )
+    )
+    return Thresholds.build(
+        config.threshold,
+        per_species,
+        detector.canonical_names(config.allow_list, "ear.allow_list", strict=strict),
+        detector.canonical_names(config.deny_list, "ear.deny_list", strict=strict),
+    )
+
+
 @dataclass
 class EarSetup:
     """A ready-to-run ear and the events to report before it starts (e.g. no species head)."""
@@ -356,12 +416,35 @@ class EarSetup:
                 f"listens to microphone {config.device or '(default)'} at {config.sample_rate} Hz"
             )
         detector = self.service.detector
-        names = ", ".join(detector.labels)
+        labels = detector.labels
+        names = ", ".join(labels) if len(labels) <= 8 else f"{len(labels)} species"
         store = self.service.clip_store
         clips = f"; clips in {store.folder}" if store is not None else ""
+        if detector.species is not None:
+            stage = detector.species
+            windows = f"{stage.model.window_s:g} s windows every {stage.hop_s:g} s" + (
+                f", range-filtered for {stage.place[0]:g}, {stage.place[1]:g}"
+                if stage.place is not None
+                else ""
+            )
+        else:
+            windows = f"windows every {config.hop_s:g} s"
         return (
             f"{heard}; {detector.model_id} reports {names} at confidence >= "
-            f"{self.service.thresholds.default:g}, windows every {config.hop_s:g} s{clips}"
+            f"{self.service.thresholds.default:g}, {windows}{clips}"
+        )
+
+    @property
+    def species_hint(self) -> str | None:
+        """One line on how to let BirdNET name the birds, when it is not running."""
+        if self.service.detector.species is not None:
+            return None
+        from device.ear.install import INSTALL_COMMAND
+
+        return (
+            f"species: the head names {', '.join(self.service.detector.labels)}; for the "
+            f"~6,500 species BirdNET knows run `{INSTALL_COMMAND}` (CC BY-NC-SA 4.0, "
+            "non-commercial use; not shipped with Senses)"
         )
 
     def as_sense(self) -> SenseSetup:
@@ -431,13 +514,10 @@ def build_ear(
     species head is not fatal: the ear reports presence only and says so in a Health event.
     A missing backbone raises :class:`~device.errors.ModelError` (nothing can be heard).
     """
+    from device.ear.models import load_detector
+
     ear_config = ear or config.ear
-    detector, head_problem = Detector.load(
-        config.inference.models_dir,
-        ear_config.backbone,
-        ear_config.head,
-        num_threads=config.inference.num_threads,
-    )
+    detector, head_problem = load_detector(config, ear_config)
     events: list[Event] = []
     if head_problem is not None:
         events.append(
@@ -452,5 +532,7 @@ def build_ear(
     open_source, microphone = source_factory(
         ear_config, clock, emulated=emulated, realtime_files=realtime_files
     )
-    service = EarService(ear_config, detector, open_source, clock, store)
+    service = EarService(
+        ear_config, detector, open_source, clock, store, strict_names=head_problem is None
+    )
     return EarSetup(service=service, events=events, microphone=microphone)

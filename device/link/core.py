@@ -177,6 +177,8 @@ class ControlHandlers:
     :class:`device.eye.boards.BoardUploads`."""
     thumbnail: Callable[[str], bytes] | None = None
     """The thumbnail JPEG of an AI crop by id; KeyError when the station does not have it."""
+    species_model: Callable[[], str] | None = None
+    """Which models name the birds (the ear's model id), for station info."""
 
 
 @dataclass(frozen=True)
@@ -369,8 +371,19 @@ class LinkCore:
                 "streams": list(uuids.STREAMS),
                 **self._concepts(),
                 **self._summary(),
+                **self._species_model(),
             },
         )
+
+    def _species_model(self) -> dict[str, Any]:
+        provider = self.handlers.species_model
+        if provider is None:
+            return {}
+        try:
+            return {"species_model": provider()}
+        except Exception:
+            log.exception("link: the species model is unavailable")
+            return {}
 
     def _summary(self) -> dict[str, Any]:
         provider = self.handlers.summary

@@ -502,3 +502,11 @@ def test_a_thumbnail_comes_in_pieces_and_a_gone_crop_is_named(core: LinkCore) ->
         result_of(control(no_camera, "board_begin", upload_id="u" * 16)).payload["code"]
         is ResultCode.UNAVAILABLE
     )
+
+
+def test_station_info_says_which_species_model_runs(store: EventStore) -> None:
+    handlers = ControlHandlers(species_model=lambda: "yamnet+birdnet-v2.4")
+    core = LinkCore(store, station_name="garden", clock=ManualClock(), handlers=handlers)
+    assert decode_message(core.station_info()).payload["species_model"] == "yamnet+birdnet-v2.4"
+    without_ear = LinkCore(store, station_name="shed", clock=ManualClock())
+    assert decode_message(without_ear.station_info()).payload["species_model"] is None
