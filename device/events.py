@@ -156,3 +156,5 @@ class BirdDetection(Event):
     confidence_max: float
     confidence_mean: float
     clip: str
+    #: Why no clip was kept on purpose: "speech" (the privacy filter heard a voice); "" if kept.
+    clip_withheld: str = ""

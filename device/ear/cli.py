@@ -26,14 +26,23 @@ from rich.console import Console
 from device.clock import SystemClock
 from device.config import Config, load_config
 from device.ear.detections import MergedDetection, Thresholds, merge_windows
-from device.ear.detector import Detector
+from device.ear.detector import Detector, WindowResult
 from device.ear.frontend import Patch, patches_from_waveform
+from device.ear.privacy import SpeechGuard
 from device.ear.settings import EarConfig
 from device.ear.sources import read_audio_file
 from device.errors import AudioInputError
 from device.events import BirdDetection, Event, Health
 
-CSV_COLUMNS = ("file", "start", "end", "species", "confidence", "confidence_mean")
+CSV_COLUMNS = (
+    "file",
+    "start",
+    "end",
+    "species",
+    "confidence",
+    "confidence_mean",
+    "clip_withheld",  # "speech": the privacy filter would keep no clip of it (a voice nearby)
+)
 #: Patches per backbone call when scanning (bounded memory for long files).
 SCAN_BATCH = 64
 
@@ -56,6 +65,7 @@ class ScanResult:
     path: Path
     duration_s: float
     detections: list[MergedDetection]
+    withheld: list[str]  # per detection: why its clip would not be kept ("" if it would)
 
 
 def scan_waveform(
@@ -63,8 +73,13 @@ def scan_waveform(
     sample_rate: int,
     detector: Detector,
     ear: EarConfig,
+    *,
+    windows_out: list[WindowResult] | None = None,
 ) -> list[MergedDetection]:
-    """Every detection in one recording: front end, backbone (+ head), thresholds, merging."""
+    """Every detection in one recording: front end, backbone (+ head), thresholds, merging.
+
+    ``windows_out``, when given, receives every analysed window (the privacy filter's input).
+    """
     patches, starts = patches_from_waveform(
         waveform, sample_rate, detector.frontend_config(ear.hop_frames)
     )
@@ -76,6 +91,8 @@ def scan_waveform(
             for i in range(first, min(first + SCAN_BATCH, len(patches)))
         ]
         windows += detector.analyse(batch)
+    if windows_out is not None:
+        windows_out += windows
     heard_s = len(waveform) / sample_rate
     detections = merge_windows(
         windows,
@@ -98,9 +115,27 @@ def scan_waveform(
     ]
 
 
+def withheld_reasons(
+    detections: list[MergedDetection], windows: list[WindowResult], ear: EarConfig
+) -> list[str]:
+    """Per detection, why the station would keep no clip of it (the privacy filter), or ""."""
+    if not ear.privacy_filter:
+        return ["" for _ in detections]
+    guard = SpeechGuard(ear.privacy_threshold, horizon_s=float("inf"))
+    for window in windows:
+        guard.add(window.start_s, window.end_s, window.voice)
+    return [
+        guard.reason(max(0.0, d.start_s - ear.pre_roll_s), d.end_s + ear.post_roll_s) or ""
+        for d in detections
+    ]
+
+
 def scan_file(path: Path, detector: Detector, ear: EarConfig) -> ScanResult:
     waveform, rate = read_audio_file(path)
-    return ScanResult(path, len(waveform) / rate, scan_waveform(waveform, rate, detector, ear))
+    windows: list[WindowResult] = []
+    detections = scan_waveform(waveform, rate, detector, ear, windows_out=windows)
+    withheld = withheld_reasons(detections, windows, ear)
+    return ScanResult(path, len(waveform) / rate, detections, withheld)
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
@@ -124,7 +159,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
             failures += 1
             continue
         audio_s += result.duration_s
-        for d in result.detections:
+        for d, withheld in zip(result.detections, result.withheld, strict=True):
             row = {
                 "file": str(path),
                 "start": round(d.start_s, 2),
@@ -132,6 +167,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
                 "species": d.species,
                 "confidence": round(d.confidence_max, 4),
                 "confidence_mean": round(d.confidence_mean, 4),
+                "clip_withheld": withheld,
             }
             rows.append(row)
             if args.json:
@@ -140,6 +176,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
                 console.print(
                     f"{path.name}  {d.start_s:7.2f}-{d.end_s:7.2f} s  {d.species:<28} "
                     f"{d.confidence_max:.2f} (mean {d.confidence_mean:.2f})"
+                    + (f"  clip withheld: {withheld}" if withheld else "")
                 )
     elapsed_s = time.perf_counter() - started
     if args.out:
@@ -165,7 +202,11 @@ def _describe(event: Event) -> str:
         return (
             f"{when}  [bold]{event.species}[/]  {event.end - event.start:.1f} s, "
             f"confidence {event.confidence_max:.2f} (mean {event.confidence_mean:.2f})  "
-            f"{event.clip or '(no clip)'}"
+            + (
+                f"clip withheld: {event.clip_withheld}"
+                if event.clip_withheld
+                else (event.clip or "(no clip)")
+            )
         )
     if isinstance(event, Health):
         return f"{when}  [yellow]{event.component} {event.status.value}:[/] {event.message}"

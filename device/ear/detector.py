@@ -28,6 +28,7 @@ import numpy.typing as npt
 
 from device.ear.backbone import YamnetBackbone
 from device.ear.frontend import FrontendConfig, Patch
+from device.ear.privacy import voice_class_indices, voice_scores
 from device.errors import EarModelError, ModelError
 from device.inference import load_model
 
@@ -52,6 +53,7 @@ class WindowResult:
     end_s: float
     presence: float  # the backbone's best bird class
     confidences: dict[str, float]  # reportable label -> confidence
+    voice: float = 0.0  # the backbone's best human-voice class (the privacy filter)
 
 
 class SpeciesHead:
@@ -104,6 +106,10 @@ class Detector:
     def __init__(self, backbone: YamnetBackbone, head: SpeciesHead | None = None) -> None:
         self.backbone = backbone
         self.head = head
+        try:
+            self.voice_indices: list[int] | None = voice_class_indices(backbone.labels)
+        except EarModelError:
+            self.voice_indices = None  # a backbone without voice classes: no privacy filter
 
     @classmethod
     def load(
@@ -159,6 +165,11 @@ class Detector:
             return []
         scores, embeddings = self.backbone.run(np.stack([p.features for p in patches]))
         presence = self.backbone.bird_presence(scores)
+        voice = (
+            voice_scores(scores, self.voice_indices)
+            if self.voice_indices is not None
+            else np.zeros(len(patches), dtype=np.float32)
+        )
         if self.head is not None:
             probabilities = self.head.run(embeddings)
             labels = self.head.labels
@@ -167,6 +178,6 @@ class Detector:
         else:
             confidences = [{PRESENCE_LABEL: float(p)} for p in presence]
         return [
-            WindowResult(p.start_s, p.end_s, float(presence[i]), confidences[i])
+            WindowResult(p.start_s, p.end_s, float(presence[i]), confidences[i], float(voice[i]))
             for i, p in enumerate(patches)
         ]

@@ -30,8 +30,9 @@ from typing import TYPE_CHECKING, Any
 from device.clock import Clock
 from device.ear.clips import ClipRecorder, ClipStore, SavedClip
 from device.ear.detections import DetectionMerger, Thresholds
-from device.ear.detector import Detector
+from device.ear.detector import Detector, WindowResult
 from device.ear.frontend import Patch, StreamingFrontend
+from device.ear.privacy import SpeechGuard
 from device.ear.ring import AudioRing
 from device.ear.settings import EarConfig
 from device.ear.sources import AudioSource, FileSource, GeneratorSource, MicrophoneSource
@@ -84,6 +85,7 @@ class _Stream:
     merger: DetectionMerger
     recorder: ClipRecorder
     wall_start_s: float
+    speech: SpeechGuard | None = None
     overruns_reported: int = 0
     clipping_reported: bool = False
 
@@ -189,6 +191,11 @@ class EarService:
         )
         ring = AudioRing(source.sample_rate, longest_clip_s + RING_MARGIN_S)
         wall_start_s = self.clock.wall()
+        speech = (
+            SpeechGuard(config.privacy_threshold, horizon_s=longest_clip_s + RING_MARGIN_S)
+            if config.privacy_filter
+            else None
+        )
         stream = _Stream(
             source=source,
             frontend=StreamingFrontend(source.sample_rate, self.frontend_config),
@@ -206,8 +213,11 @@ class EarService:
                 pre_roll_s=config.pre_roll_s,
                 post_roll_s=config.post_roll_s,
                 stream_wall_s=wall_start_s,
+                withhold=speech.reason if speech is not None else None,
+                analysed_until=(lambda: speech.analysed_until_s) if speech is not None else None,
             ),
             wall_start_s=wall_start_s,
+            speech=speech,
         )
         self.tally.streams += 1
         return stream
@@ -241,9 +251,14 @@ class EarService:
 
     def _emit_windows(self, stream: _Stream, patches: list[Patch], emit: Emit) -> None:
         for window in self.detector.analyse(patches):
-            self.tally.windows += 1
-            stream.recorder.add(stream.merger.add(window))
+            self._heard(stream, window)
         self._emit_saved(stream, stream.recorder.ready(), emit)
+
+    def _heard(self, stream: _Stream, window: WindowResult) -> None:
+        self.tally.windows += 1
+        if stream.speech is not None:
+            stream.speech.add(window.start_s, window.end_s, window.voice)
+        stream.recorder.add(stream.merger.add(window))
 
     def _end_stream(self, emit: Emit) -> None:
         with self._lock:
@@ -255,11 +270,12 @@ class EarService:
         try:
             patches = stream.frontend.flush()
             for window in self.detector.analyse(patches):
-                self.tally.windows += 1
-                stream.recorder.add(stream.merger.add(window))
+                self._heard(stream, window)
         except ModelError:
             log.exception("ear: the last windows of a stream could not be analysed")
         stream.recorder.add(stream.merger.flush())
+        if stream.speech is not None:  # every window is analysed: clips may be judged
+            stream.speech.analysed_until_s = float("inf")
         self._emit_saved(stream, stream.recorder.flush(), emit)
 
     def _emit_saved(self, stream: _Stream, saved: list[SavedClip], emit: Emit) -> None:
@@ -277,6 +293,7 @@ class EarService:
                     confidence_max=round(detection.confidence_max, 4),
                     confidence_mean=round(detection.confidence_mean, 4),
                     clip=clip.path,
+                    clip_withheld=clip.withheld,
                 )
             )
             self._report_clip(clip, emit)

@@ -25,6 +25,8 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from device.ear.privacy import DEFAULT_THRESHOLD as DEFAULT_PRIVACY_THRESHOLD
+
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 #: The emulated microphone's soundscape, and the file source's default (hardware/sim/audio).
 DEFAULT_SOUNDSCAPE = _PROJECT_ROOT / "hardware" / "sim" / "audio" / "soundscape_demo.flac"
@@ -78,6 +80,15 @@ class EarConfig(BaseModel):
     retry_max_s: float = Field(60.0, gt=0)
     stall_s: float = Field(
         3.0, gt=0, description="no audio for this long means the microphone vanished"
+    )
+    privacy_filter: bool = Field(
+        True, description="keep no clip in which YAMNet hears a human voice (rows stay)"
+    )
+    privacy_threshold: float = Field(
+        DEFAULT_PRIVACY_THRESHOLD,
+        gt=0,
+        le=1,
+        description="best YAMNet voice class that withholds a clip (device/ear/privacy.py)",
     )
 
     @field_validator("hop_s")

@@ -565,7 +565,8 @@ _SCHEMAS: Final[dict[MessageType, _Record]] = {
         required=("ts",),
     ),
     # BirdDetection: a call heard from start to end (Unix s), the species, the classifier's
-    # max and mean confidence over the call, and the name of the saved clip.
+    # max and mean confidence over the call, the name of the saved clip, and why no clip was
+    # kept when it was withheld.
     MessageType.BIRD: _Record(
         _TS,
         _Field(1, "start", _OffsetMs()),
@@ -574,6 +575,9 @@ _SCHEMAS: Final[dict[MessageType, _Record]] = {
         _Field(4, "confidence_max", _P),
         _Field(5, "confidence_mean", _P),
         _Field(6, "clip", _Text()),
+        # Why no clip was kept on purpose ("speech": the privacy filter); absent: kept.
+        # Key 12 leaves 7-11 to the species fields of the same issue (names, model id).
+        _Field(12, "clip_withheld", _Text(), default=str),
         required=("ts",),
     ),
     MessageType.HEALTH: _Record(

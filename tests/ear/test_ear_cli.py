@@ -20,7 +20,16 @@ def test_scan_writes_a_birdnet_style_csv_and_says_how_fast(
     speech = AUDIO / "speech_p286_011_vctk.wav"
     assert main(["ear", "scan", str(song), str(speech), "--out", str(out)]) == 0
     rows = list(csv.DictReader(out.open()))
-    assert list(rows[0]) == ["file", "start", "end", "species", "confidence", "confidence_mean"]
+    assert list(rows[0]) == [
+        "file",
+        "start",
+        "end",
+        "species",
+        "confidence",
+        "confidence_mean",
+        "clip_withheld",
+    ]
+    assert {row["clip_withheld"] for row in rows} == {""}  # no voice near the song
     assert {row["file"] for row in rows} == {str(song)}  # the speech gave nothing
     assert all(0.5 <= float(row["confidence"]) <= 1 for row in rows)
     assert float(rows[0]["end"]) <= 3.34

@@ -105,6 +105,7 @@ BIRD = {
     "confidence_max": 0.9123456,
     "confidence_mean": 0.7412345,
     "clip": "2025-10-09T06-13-20.flac",
+    "clip_withheld": "speech",
 }
 
 
