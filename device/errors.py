@@ -156,3 +156,17 @@ class BenchError(SensesError, RuntimeError):
 class DiskFullError(StoreError):
     """The disk is full: a clip or snapshot cannot be written even after the oldest ones were
     deleted to make room. The message names the folder and says to free space."""
+
+
+class UnknownSpeciesError(ConfigError):
+    """A species name in an allow/deny list or threshold table that the model does not know;
+    the message lists close matches."""
+
+
+class SpeciesModelInstallError(SensesError):
+    """A species model (BirdNET) cannot be installed: no network, the package index refused,
+    a file failed its checksum, or the folder cannot be written. Nothing is left half-installed."""
+
+
+class LicenceNotAcceptedError(SpeciesModelInstallError):
+    """The model's licence was not accepted (``--accept-licence`` or a typed "yes")."""

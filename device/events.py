@@ -156,5 +156,9 @@ class BirdDetection(Event):
     confidence_max: float
     confidence_mean: float
     clip: str
+    # Appended (older stations and stored rows have neither): the species' scientific name
+    # ("" when the model gives none, e.g. presence "Bird") and which models named it.
+    scientific_name: str = ""
+    model_id: str = ""
     #: Why no clip was kept on purpose: "speech" (the privacy filter heard a voice); "" if kept.
     clip_withheld: str = ""

@@ -28,24 +28,33 @@ from device.ear.detector import WindowResult
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Who gets reported: a global threshold, per-species overrides, an optional allow-list."""
+    """Who gets reported: a global threshold, per-species overrides, allow and deny lists."""
 
     default: float = 0.5
     per_species: Mapping[str, float] = field(default_factory=dict)
     allow_list: frozenset[str] = frozenset()  # lower-case names; empty: everyone
+    deny_list: frozenset[str] = frozenset()  # lower-case names never reported
 
     @classmethod
     def build(
-        cls, default: float, per_species: Mapping[str, float], allow_list: Iterable[str]
+        cls,
+        default: float,
+        per_species: Mapping[str, float],
+        allow_list: Iterable[str],
+        deny_list: Iterable[str] = (),
     ) -> Thresholds:
         return cls(
             default,
             {k.lower(): v for k, v in per_species.items()},
             frozenset(s.lower() for s in allow_list),
+            frozenset(s.lower() for s in deny_list),
         )
 
     def allows(self, species: str) -> bool:
-        return not self.allow_list or species.lower() in self.allow_list
+        name = species.lower()
+        if name in self.deny_list:
+            return False
+        return not self.allow_list or name in self.allow_list
 
     def threshold(self, species: str) -> float:
         return self.per_species.get(species.lower(), self.default)

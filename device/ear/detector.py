@@ -10,6 +10,11 @@ Audio models are folders under ``models/`` whose card's ``task_config`` says how
   names plus negatives ("no bird", "noise", ... or the card's ``negative_labels``), which are
   never reported.
 
+* ``"input": "waveform"``: a species model on raw audio at its own rate (BirdNET v2.4,
+  installed by the user into the data folder; :mod:`device.ear.species`). When one runs,
+  it names the species (:class:`SpeciesStage`: range filter by place and week, allow and
+  deny lists) and the backbone still runs for presence (and the gate and privacy filter).
+
 So a user can drop in a head they trained (or hold the rights to) on the same backbone, or a
 different log-mel backbone with its own front end, without code changes. Without a head the
 ear still reports presence, as species "Bird".
@@ -29,7 +34,14 @@ import numpy.typing as npt
 from device.ear.backbone import YamnetBackbone
 from device.ear.frontend import FrontendConfig, Patch
 from device.ear.privacy import voice_class_indices, voice_scores
-from device.errors import EarModelError, ModelError
+from device.ear.species import (
+    DEFAULT_RANGE_THRESHOLD,
+    SpeciesLabel,
+    WaveformSpeciesModel,
+    resolve_names,
+)
+from device.ear.windows import AudioWindow, WaveformWindower
+from device.errors import EarModelError, ModelError, UnknownSpeciesError
 from device.inference import load_model
 
 log = logging.getLogger(__name__)
@@ -43,6 +55,8 @@ CATCH_ALL_LABELS: Final = frozenset({"other bird", "other", "unknown bird", "bir
 #: Head labels that mean "nothing to report" (BirdNET-Analyzer's non-event classes, and ours).
 NEGATIVE_LABELS: Final = frozenset({"no bird", "no_bird", "noise", "background", "silence"})
 HEAD_INPUT: Final = "embedding"
+#: Species scores below this are not even handed to the thresholds (6,500 labels a window).
+SCORE_FLOOR: Final = 0.01
 
 
 @dataclass(frozen=True)
@@ -90,6 +104,10 @@ class SpeciesHead:
         if not card.labels:
             raise EarModelError(f"{card_path}: a species head needs labels (one per output)")
         self.labels: list[str] = list(card.labels)
+        # Optional: {"Great Tit": "Parus major", ...} so detections carry both names.
+        self.scientific_names: dict[str, str] = {
+            str(k): str(v) for k, v in dict(config.get("scientific_names", {})).items()
+        }
         negatives = {str(x).lower() for x in config.get("negative_labels", [])} | NEGATIVE_LABELS
         self.reportable = [
             i for i, label in enumerate(self.labels) if label.lower() not in negatives
@@ -100,16 +118,110 @@ class SpeciesHead:
         return np.asarray(self.model.run(embeddings), dtype=np.float32)
 
 
-class Detector:
-    """Backbone + optional head: patches in, :class:`WindowResult` per patch out."""
+class SpeciesStage:
+    """A raw-waveform species model with the station's filters: windows in, results out.
 
-    def __init__(self, backbone: YamnetBackbone, head: SpeciesHead | None = None) -> None:
+    The range filter (BirdNET's occurrence model for the station's latitude, longitude and
+    the week of the year) drops species unlikely here and now; it is evaluated once per week.
+    Allow and deny lists (common or scientific names) are applied by the thresholds.
+    """
+
+    def __init__(
+        self,
+        model: WaveformSpeciesModel,
+        *,
+        latitude: float | None = None,
+        longitude: float | None = None,
+        range_threshold: float = DEFAULT_RANGE_THRESHOLD,
+        overlap_s: float | None = None,
+    ) -> None:
+        self.model = model
+        self.place = (
+            (latitude, longitude) if latitude is not None and longitude is not None else None
+        )
+        self.range_threshold = range_threshold
+        self.overlap_s = model.overlap_s if overlap_s is None else overlap_s
+        if not 0 <= self.overlap_s < model.window_s:
+            raise EarModelError(
+                f"ear.species_overlap_s must be in [0, {model.window_s:g}) for {model.name}"
+            )
+        self._species = np.zeros(len(model.labels), dtype=bool)
+        self._species[model.species_indices] = True
+        self._masks: dict[int, npt.NDArray[np.bool_]] = {}
+
+    @property
+    def hop_s(self) -> float:
+        return self.model.window_s - self.overlap_s
+
+    def windower(self, input_rate: int) -> WaveformWindower:
+        """The stream cut into this model's windows (resampled once to its rate)."""
+        model = self.model
+        return WaveformWindower(input_rate, model.sample_rate_hz, model.window_s, self.hop_s)
+
+    def allowed(self, week: int | None) -> npt.NDArray[np.bool_]:
+        """Which labels may be reported this week (species only; range-filtered with a place)."""
+        if self.place is None or self.model.range_model is None:
+            return self._species
+        key = -1 if week is None else week
+        mask = self._masks.get(key)
+        if mask is None:
+            occurrence = self.model.range_model.occurrence(self.place[0], self.place[1], key)
+            mask = self._species & (occurrence >= self.range_threshold)
+            self._masks = {key: mask}  # one week at a time
+        return mask
+
+    def analyse(self, windows: Sequence[AudioWindow], week: int | None) -> list[WindowResult]:
+        if not windows:
+            return []
+        probabilities = self.model.classify(np.stack([w.samples for w in windows]))
+        allowed = self.allowed(week)
+        labels = self.model.labels
+        results = []
+        for window, row in zip(windows, probabilities, strict=True):
+            keep = np.flatnonzero(allowed & (row >= SCORE_FLOOR))
+            best = float(row[allowed].max()) if allowed.any() else 0.0
+            results.append(
+                WindowResult(
+                    window.start_s,
+                    window.end_s,
+                    best,
+                    {labels[i].name: float(row[i]) for i in keep},
+                )
+            )
+        return results
+
+
+class Detector:
+    """Backbone + optional head: patches in, :class:`WindowResult` per patch out.
+
+    With a :class:`SpeciesStage` the species come from it instead of the head:
+    :meth:`analyse` still gives the backbone's presence per patch, and
+    :meth:`analyse_species` the named species per raw-audio window.
+    """
+
+    def __init__(
+        self,
+        backbone: YamnetBackbone,
+        head: SpeciesHead | None = None,
+        species: SpeciesStage | None = None,
+    ) -> None:
         self.backbone = backbone
         self.head = head
         try:
             self.voice_indices: list[int] | None = voice_class_indices(backbone.labels)
         except EarModelError:
             self.voice_indices = None  # a backbone without voice classes: no privacy filter
+        self.species = species
+        self._labels_by_name: dict[str, SpeciesLabel] = {}
+        if species is not None:
+            self._labels_by_name = {
+                label.name.lower(): label for label in species.model.labels if label.is_species
+            }
+        elif head is not None:
+            self._labels_by_name = {
+                name.lower(): SpeciesLabel(head.scientific_names.get(name, ""), name)
+                for name in self.labels
+            }
 
     @classmethod
     def load(
@@ -119,13 +231,17 @@ class Detector:
         head: str | None = "birds",
         *,
         num_threads: int = 1,
+        species: SpeciesStage | None = None,
     ) -> tuple[Detector, str | None]:
         """Load the backbone (required) and the head (optional).
 
         Returns the detector and, when the head cannot be used, why: the ear then runs on
-        presence alone and the caller reports that as a Health event.
+        presence alone and the caller reports that as a Health event. With ``species`` (a
+        loaded species model) the head is not loaded: the species model names the birds.
         """
         loaded_backbone = YamnetBackbone(models_dir / backbone, num_threads=num_threads)
+        if species is not None:
+            return cls(loaded_backbone, species=species), None
         if head is None:
             return cls(loaded_backbone), "no species head configured (ear.head): presence only"
         try:
@@ -140,9 +256,37 @@ class Detector:
     @property
     def labels(self) -> list[str]:
         """Every label the detector can report."""
+        if self.species is not None:
+            model = self.species.model
+            return [model.labels[i].name for i in model.species_indices]
         if self.head is None:
             return [PRESENCE_LABEL]
         return [self.head.labels[i] for i in self.head.reportable]
+
+    def species_label(self, name: str) -> SpeciesLabel:
+        """Scientific and common name of a reported species (scientific "" when unknown)."""
+        return self._labels_by_name.get(name.lower(), SpeciesLabel("", name))
+
+    def canonical_names(self, names: Sequence[str], what: str, *, strict: bool) -> list[str]:
+        """User-given names (common or scientific) as the detector reports them.
+
+        ``strict``: a name the running model does not know raises
+        :class:`~device.errors.UnknownSpeciesError` naming close matches. Not strict (the ear
+        fell back from BirdNET to the head): unknown names are kept as written.
+        """
+        known = list(self._labels_by_name.values()) + [
+            SpeciesLabel("", label) for label in (PRESENCE_LABEL, *self.catch_all_labels)
+        ]
+        if not strict:
+            found = {}
+            for name in names:
+                try:
+                    found.update(resolve_names(known, [name], what, model_name=self.model_id))
+                except UnknownSpeciesError:
+                    continue
+            return [found[n].name if n in found else n for n in names]
+        resolved = resolve_names(known, names, what, model_name=self.model_id)
+        return [resolved[n].name for n in names]
 
     @property
     def catch_all_labels(self) -> list[str]:
@@ -151,8 +295,19 @@ class Detector:
 
     @property
     def model_id(self) -> str:
+        """Which models name the species, e.g. ``yamnet+birdnet-v2.4`` or ``yamnet+birds``."""
+        if self.species is not None:
+            return f"{self.backbone.name}+{self.species.model.name}"
         names = [self.backbone.name] + ([self.head.name] if self.head else [])
         return "+".join(names)
+
+    def analyse_species(
+        self, windows: Sequence[AudioWindow], week: int | None = None
+    ) -> list[WindowResult]:
+        """The species model's results for raw-audio windows (none without a species model)."""
+        if self.species is None:
+            return []
+        return self.species.analyse(windows, week)
 
     def frontend_config(self, hop_frames: int) -> FrontendConfig:
         """The backbone's front end, with the window hop the station is configured for."""

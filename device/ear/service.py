@@ -19,6 +19,7 @@ raises out of :meth:`run` for audio problems.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 import time
@@ -36,6 +37,8 @@ from device.ear.privacy import SpeechGuard
 from device.ear.ring import AudioRing
 from device.ear.settings import EarConfig
 from device.ear.sources import AudioSource, FileSource, GeneratorSource, MicrophoneSource
+from device.ear.species import week_48
+from device.ear.windows import AudioWindow, WaveformWindower
 from device.errors import AudioInputError, MicrophoneUnavailableError, ModelError
 from device.events import BirdDetection, Event, Health, HealthStatus
 
@@ -86,6 +89,7 @@ class _Stream:
     recorder: ClipRecorder
     wall_start_s: float
     speech: SpeechGuard | None = None
+    species: WaveformWindower | None = None  # the stream at the species model's rate
     overruns_reported: int = 0
     clipping_reported: bool = False
 
@@ -98,15 +102,15 @@ class EarService:
         open_source: Callable[[], AudioSource],
         clock: Clock,
         clip_store: ClipStore | None,
+        *,
+        strict_names: bool = True,
     ) -> None:
         self.config = config
         self.detector = detector
         self.open_source = open_source
         self.clock = clock
         self.clip_store = clip_store
-        self.thresholds = Thresholds.build(
-            config.threshold, config.species_thresholds, config.allow_list
-        )
+        self.thresholds = thresholds_for(config, detector, strict=strict_names)
         self.frontend_config = detector.frontend_config(config.hop_frames)
         self.tally = EarCounters()
         self.finished = False  # the source ended (a file without loop): a demo can end
@@ -218,6 +222,11 @@ class EarService:
             ),
             wall_start_s=wall_start_s,
             speech=speech,
+            species=(
+                self.detector.species.windower(source.sample_rate)
+                if self.detector.species is not None
+                else None
+            ),
         )
         self.tally.streams += 1
         return stream
@@ -246,19 +255,42 @@ class EarService:
             stream.ring.write(block)
             self.tally.seconds_heard += len(block) / stream.source.sample_rate
             patches = stream.frontend.push(block)
-            self._emit_windows(stream, patches, emit)
+            species_windows = stream.species.push(block) if stream.species is not None else []
+            self._emit_windows(stream, patches, species_windows, emit)
             self._report_input_problems(stream, emit)
 
-    def _emit_windows(self, stream: _Stream, patches: list[Patch], emit: Emit) -> None:
-        for window in self.detector.analyse(patches):
-            self._heard(stream, window)
-        self._emit_saved(stream, stream.recorder.ready(), emit)
+    def _analyse(
+        self, stream: _Stream, patches: list[Patch], species_windows: list[AudioWindow]
+    ) -> list[WindowResult]:
+        """What goes to the merger: the species model's windows if one runs, else the head's.
 
-    def _heard(self, stream: _Stream, window: WindowResult) -> None:
-        self.tally.windows += 1
+        The backbone runs on every patch either way (presence: the gate and privacy filter
+        build on it); the privacy filter hears its windows here.
+        """
+        presence = self.detector.analyse(patches)
         if stream.speech is not None:
-            stream.speech.add(window.start_s, window.end_s, window.voice)
-        stream.recorder.add(stream.merger.add(window))
+            for window in presence:
+                stream.speech.add(window.start_s, window.end_s, window.voice)
+        if self.detector.species is None:
+            self.tally.windows += len(presence)
+            return presence
+        self.tally.windows += len(species_windows)
+        return self.detector.analyse_species(species_windows, self.week())
+
+    def week(self) -> int:
+        """BirdNET's week (1-48) from the station's clock, for the range filter."""
+        return week_48(dt.date.fromtimestamp(self.clock.wall()))
+
+    def _emit_windows(
+        self,
+        stream: _Stream,
+        patches: list[Patch],
+        species_windows: list[AudioWindow],
+        emit: Emit,
+    ) -> None:
+        for window in self._analyse(stream, patches, species_windows):
+            stream.recorder.add(stream.merger.add(window))
+        self._emit_saved(stream, stream.recorder.ready(), emit)
 
     def _end_stream(self, emit: Emit) -> None:
         with self._lock:
@@ -269,8 +301,9 @@ class EarService:
     def _flush_stream(self, stream: _Stream, emit: Emit) -> None:
         try:
             patches = stream.frontend.flush()
-            for window in self.detector.analyse(patches):
-                self._heard(stream, window)
+            species_windows = stream.species.flush() if stream.species is not None else []
+            for window in self._analyse(stream, patches, species_windows):
+                stream.recorder.add(stream.merger.add(window))
         except ModelError:
             log.exception("ear: the last windows of a stream could not be analysed")
         stream.recorder.add(stream.merger.flush())
@@ -284,6 +317,7 @@ class EarService:
             detection = clip.detection
             end_s = min(detection.end_s, heard_s)
             self.tally.detections += 1
+            label = self.detector.species_label(detection.species)
             emit(
                 BirdDetection(
                     ts=stream.wall_start_s + end_s,
@@ -293,6 +327,8 @@ class EarService:
                     confidence_max=round(detection.confidence_max, 4),
                     confidence_mean=round(detection.confidence_mean, 4),
                     clip=clip.path,
+                    scientific_name=label.scientific,
+                    model_id=self.detector.model_id,
                     clip_withheld=clip.withheld,
                 )
             )
@@ -347,6 +383,29 @@ class EarService:
 # --- assembly -------------------------------------------------------------------------------
 
 
+def thresholds_for(config: EarConfig, detector: Detector, *, strict: bool = True) -> Thresholds:
+    """The config's thresholds and lists, with names (common or scientific) as reported.
+
+    ``strict``: a name the running model does not know is a :class:`UnknownSpeciesError`
+    listing close matches (not strict when the ear fell back to a lesser model).
+    """
+    per_species = dict(
+        zip(
+            detector.canonical_names(
+                list(config.species_thresholds), "ear.species_thresholds", strict=strict
+            ),
+            config.species_thresholds.values(),
+            strict=True,
+        )
+    )
+    return Thresholds.build(
+        config.threshold,
+        per_species,
+        detector.canonical_names(config.allow_list, "ear.allow_list", strict=strict),
+        detector.canonical_names(config.deny_list, "ear.deny_list", strict=strict),
+    )
+
+
 @dataclass
 class EarSetup:
     """A ready-to-run ear and the events to report before it starts (e.g. no species head)."""
@@ -373,7 +432,8 @@ class EarSetup:
                 f"listens to microphone {config.device or '(default)'} at {config.sample_rate} Hz"
             )
         detector = self.service.detector
-        names = ", ".join(detector.labels)
+        labels = detector.labels
+        names = ", ".join(labels) if len(labels) <= 8 else f"{len(labels)} species"
         store = self.service.clip_store
         clips = f"; clips in {store.folder}" if store is not None else ""
         return (
@@ -448,13 +508,10 @@ def build_ear(
     species head is not fatal: the ear reports presence only and says so in a Health event.
     A missing backbone raises :class:`~device.errors.ModelError` (nothing can be heard).
     """
+    from device.ear.models import load_detector
+
     ear_config = ear or config.ear
-    detector, head_problem = Detector.load(
-        config.inference.models_dir,
-        ear_config.backbone,
-        ear_config.head,
-        num_threads=config.inference.num_threads,
-    )
+    detector, head_problem = load_detector(config, ear_config)
     events: list[Event] = []
     if head_problem is not None:
         events.append(
@@ -469,5 +526,7 @@ def build_ear(
     open_source, microphone = source_factory(
         ear_config, clock, emulated=emulated, realtime_files=realtime_files
     )
-    service = EarService(ear_config, detector, open_source, clock, store)
+    service = EarService(
+        ear_config, detector, open_source, clock, store, strict_names=head_problem is None
+    )
     return EarSetup(service=service, events=events, microphone=microphone)

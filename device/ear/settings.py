@@ -10,8 +10,14 @@ Example::
     allow_list = ["Great Tit", "Bird"]
     clip_budget_mb = 500
 
+    species_model = "birdnet"  # once installed: senses ear install birdnet; or "head"
+    latitude = 51.75          # range filter: BirdNET's occurrence model for place and week
+    longitude = -1.25
+    deny_list = ["House Sparrow"]   # common or scientific names
+
     [ear.species_thresholds]
     "Great Tit" = 0.35
+    "Parus major" = 0.35      # the same bird by its scientific name
 
 Everything the detector reports can be filtered here: a global threshold, per-species
 thresholds (BirdNET-Pi users' first wish after "fewer sirens reported as owls"), and an
@@ -34,6 +40,7 @@ DEFAULT_SOUNDSCAPE = _PROJECT_ROOT / "hardware" / "sim" / "audio" / "soundscape_
 CLIP_SUBDIR = "ear_clips"
 
 SourceKind = Literal["microphone", "file", "generator"]
+SpeciesModelKind = Literal["birdnet", "head"]
 # One 10 ms front-end frame is the hop's unit.
 _FRAME_S = 0.010
 
@@ -81,6 +88,41 @@ class EarConfig(BaseModel):
     stall_s: float = Field(
         3.0, gt=0, description="no audio for this long means the microphone vanished"
     )
+    species_model: SpeciesModelKind = Field(
+        "birdnet",
+        description="birdnet: BirdNET v2.4 once installed (senses ear install birdnet), else "
+        "the head; head: the Apache-licensed head on YAMNet",
+    )
+    sensitivity: float = Field(
+        1.0, ge=0.5, le=1.5, description="BirdNET sigmoid slope: 1/(1+exp(-s*logit))"
+    )
+    species_overlap_s: float | None = Field(
+        None, ge=0, lt=3.0, description="overlap of species-model windows; None: the card's"
+    )
+    latitude: float | None = Field(None, description="station latitude (range filter)")
+    longitude: float | None = Field(None, description="station longitude (range filter)")
+    range_threshold: float = Field(
+        0.03, ge=0, le=1, description="species below this occurrence here and now are dropped"
+    )
+    deny_list: list[str] = Field(default_factory=list, description="never report these")
+
+    @field_validator("latitude")
+    @classmethod
+    def _latitude_on_globe(cls, value: float | None) -> float | None:
+        if value is not None and not -90.0 <= value <= 90.0:
+            raise ValueError(
+                f"must be -90..90 decimal degrees (north positive), got {value}: did you swap "
+                "latitude and longitude?"
+            )
+        return value
+
+    @field_validator("longitude")
+    @classmethod
+    def _longitude_on_globe(cls, value: float | None) -> float | None:
+        if value is not None and not -180.0 <= value <= 180.0:
+            raise ValueError(f"must be -180..180 decimal degrees (east positive), got {value}")
+        return value
+
     privacy_filter: bool = Field(
         True, description="keep no clip in which YAMNet hears a human voice (rows stay)"
     )
@@ -111,6 +153,14 @@ class EarConfig(BaseModel):
     def _retry_order(self) -> Self:
         if self.retry_max_s < self.retry_first_s:
             raise ValueError("retry_max_s must be >= retry_first_s")
+        return self
+
+    @model_validator(mode="after")
+    def _place_complete(self) -> Self:
+        if (self.latitude is None) != (self.longitude is None):
+            raise ValueError(
+                "set both latitude and longitude (the range filter needs a place), or neither"
+            )
         return self
 
     @property

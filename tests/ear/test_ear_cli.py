@@ -21,16 +21,14 @@ def test_scan_writes_a_birdnet_style_csv_and_says_how_fast(
     assert main(["ear", "scan", str(song), str(speech), "--out", str(out)]) == 0
     rows = list(csv.DictReader(out.open()))
     assert list(rows[0]) == [
-        "file",
-        "start",
-        "end",
-        "species",
-        "confidence",
-        "confidence_mean",
-        "clip_withheld",
+        *("file", "start", "end", "species", "confidence", "confidence_mean"),
+        *("Scientific name", "Common name", "model_id", "clip_withheld"),
     ]
     assert {row["clip_withheld"] for row in rows} == {""}  # no voice near the song
     assert {row["file"] for row in rows} == {str(song)}  # the speech gave nothing
+    assert {(row["Scientific name"], row["Common name"]) for row in rows} == {
+        ("Parus major", "Great Tit")
+    }
     assert all(0.5 <= float(row["confidence"]) <= 1 for row in rows)
     assert float(rows[0]["end"]) <= 3.34
     assert "x real time" in capsys.readouterr().out
