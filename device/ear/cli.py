@@ -127,6 +127,7 @@ def scan_waveform(
         min_windows=ear.min_windows,
         max_detection_s=ear.max_detection_s,
         catch_all=detector.catch_all_labels,
+        min_named_windows=detector.min_named_windows,
     )
     return [
         MergedDetection(

@@ -33,6 +33,7 @@ import numpy.typing as npt
 
 from device.ear.backbone import YamnetBackbone
 from device.ear.frontend import FrontendConfig, Patch
+from device.ear.openset import OpenSetRule
 from device.ear.privacy import voice_class_indices, voice_scores
 from device.ear.species import (
     DEFAULT_RANGE_THRESHOLD,
@@ -103,7 +104,15 @@ class SpeciesHead:
             )
         if not card.labels:
             raise EarModelError(f"{card_path}: a species head needs labels (one per output)")
-        self.labels: list[str] = list(card.labels)
+        # The head's catch-all ("other bird") is reported as what it means: a bird, unnamed.
+        self.labels: list[str] = [
+            PRESENCE_LABEL if label.lower() in CATCH_ALL_LABELS else label for label in card.labels
+        ]
+        # Optional: centroids that keep the head from naming species it was never taught.
+        open_set = config.get("open_set")
+        self.open_set: OpenSetRule | None = (
+            OpenSetRule.load(self.model.folder / str(open_set)) if open_set else None
+        )
         # Optional: {"Great Tit": "Parus major", ...} so detections carry both names.
         self.scientific_names: dict[str, str] = {
             str(k): str(v) for k, v in dict(config.get("scientific_names", {})).items()
@@ -294,6 +303,13 @@ class Detector:
         return [label for label in self.labels if label.lower() in CATCH_ALL_LABELS]
 
     @property
+    def min_named_windows(self) -> int:
+        """Windows a head's name needs before a detection carries it (its open-set rule)."""
+        if self.species is None and self.head is not None and self.head.open_set is not None:
+            return self.head.open_set.min_windows
+        return 1
+
+    @property
     def model_id(self) -> str:
         """Which models name the species, e.g. ``yamnet+birdnet-v2.4`` or ``yamnet+birds``."""
         if self.species is not None:
@@ -330,6 +346,8 @@ class Detector:
             labels = self.head.labels
             reportable = self.head.reportable
             confidences = [{labels[i]: float(row[i]) for i in reportable} for row in probabilities]
+            if self.head.open_set is not None:
+                confidences = self.head.open_set.apply(embeddings, confidences, PRESENCE_LABEL)
         else:
             confidences = [{PRESENCE_LABEL: float(p)} for p in presence]
         return [

@@ -210,6 +210,7 @@ class EarService:
                 min_windows=config.min_windows,
                 max_detection_s=config.max_detection_s,
                 catch_all=self.detector.catch_all_labels,
+                min_named_windows=self.detector.min_named_windows,
             ),
             recorder=ClipRecorder(
                 self.clip_store,
