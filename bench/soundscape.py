@@ -40,7 +40,7 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -79,6 +79,17 @@ CUTS: Final = {
 }
 #: Bird-free events placed among the birds: (recording, how many times, gain).
 TOAD: Final = "negatives/great_plains_toad_opensoundscape"
+#: The cascade's held-out split (bench/cascade.py): the YAMNet embedding gate is trained, and
+#: every gate's threshold chosen, on these recordings (and the toad's first half) only; the
+#: evaluation soundscape ("eval") never contains them.
+GATE_BIRDS: Final = (
+    *(f"great_tit/{p.stem}" for p in sorted((BIRD_DATA / "great_tit").glob("2021-SW83-*.flac"))),
+    "spinetail_maad",
+    "birds_10s_opensoundscape",
+    "audiomoth_dawn_20210502_040000_pykanto",
+)
+GATE_NIGHT: Final = "ambient/S4A03895_20190522_000000"
+Split = Literal["eval", "gate", "all"]
 NEGATIVES: Final = (
     ("negatives/speech_p286_011_vctk", 3, 0.5),
     (TOAD, 2, 0.7),
@@ -155,10 +166,17 @@ def _looped(bed: FloatArray, length: int) -> FloatArray:
     return out
 
 
-def _bird_pieces(exclude: frozenset[str]) -> list[tuple[str, FloatArray]]:
+def _in_split(stem: str, split: Split) -> bool:
+    if split == "all":
+        return True
+    gate = stem in GATE_BIRDS or stem == GATE_NIGHT
+    return gate if split == "gate" else not gate
+
+
+def _bird_pieces(split: Split) -> list[tuple[str, FloatArray]]:
     pieces = []
     for stem in BIRDS:
-        if stem in exclude:
+        if not _in_split(stem, split):
             continue
         audio = _load(stem, "bird")
         if len(audio) > 1.5 * PIECE_S * RATE:
@@ -175,7 +193,7 @@ def compose(
     seed: int = 0,
     bird_share: float = 0.25,
     *,
-    exclude: frozenset[str] = frozenset(),
+    split: Split = "eval",
     bird_repeats: int = 2,
 ) -> Soundscape:
     """The soundscape (see the module docstring). Deterministic for ``seed``.
@@ -183,19 +201,21 @@ def compose(
     ``minutes``: None makes it as long as ``bird_share`` asks for the birds it holds (at
     least 10 minutes; 24 with every recording, 16 without the gate's training recordings).
 
-    ``exclude``: recordings (stems) to leave out, e.g. those a gate was trained on.
+    ``split``: "eval" leaves out the recordings the cascade's gate learns from (and uses the
+    toad's second half), "gate" holds only those (and the toad's first half, no other
+    negative events), "all" every recording (the toad's second half).
     ``bird_repeats``: each bird piece is placed this many times, every repeat 6 dB quieter
     (the same song from a bird farther away).
     """
     rng = np.random.default_rng(seed)
-    pieces = _bird_pieces(exclude)
+    pieces = _bird_pieces(split)
     if minutes is None:
         bird_s = bird_repeats * sum(len(a) for _, a in pieces) / RATE
         minutes = max(10.0, math.ceil(bird_s / bird_share / 60))
     total = int(minutes * 60 * RATE)
     # The beds: night and midday stretches of 2-3 minutes.
     bed = np.zeros(total, dtype=np.float32)
-    night = [_load(s, "bed") for s in NIGHT_BEDS if s not in exclude]
+    night = [_load(s, "bed") for s in NIGHT_BEDS if _in_split(s, split)]
     day = [_load(s, "bed") for s in DAY_BEDS]
     position, is_night = 0, True
     while position < total:
@@ -212,9 +232,12 @@ def compose(
         for k in range(bird_repeats)
     ]
     for stem, times, gain in NEGATIVES:
+        if split == "gate" and stem != TOAD:
+            continue
         audio = _load(stem) * gain
-        if stem == TOAD:  # its first half is gate training data (bench/cascade.py)
-            audio = audio[len(audio) // 2 :]
+        half = len(audio) // 2  # the toad's first half is the gate's, its second the eval's
+        if stem == TOAD:
+            audio = audio[:half] if split == "gate" else audio[half:]
         events += [("negative", stem, audio)] * times
     order = rng.permutation(len(events))
     events = [events[i] for i in order]
@@ -246,8 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="FLAC or WAV to write")
     parser.add_argument("--minutes", type=float, default=None, help="default: birds in 1/4")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--split", choices=("eval", "gate", "all"), default="all")
     args = parser.parse_args(argv)
-    soundscape = compose(args.minutes, args.seed)
+    soundscape = compose(args.minutes, args.seed, split=args.split)
     soundfile.write(args.out, soundscape.waveform, soundscape.sample_rate, subtype="PCM_16")
     truth = args.out.with_suffix(".json")
     truth.write_text(
