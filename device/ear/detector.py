@@ -33,6 +33,7 @@ import numpy.typing as npt
 
 from device.ear.backbone import YamnetBackbone
 from device.ear.frontend import FrontendConfig, Patch
+from device.ear.gate import EmbeddingGate
 from device.ear.openset import OpenSetRule
 from device.ear.privacy import voice_class_indices, voice_scores
 from device.ear.species import (
@@ -69,6 +70,7 @@ class WindowResult:
     presence: float  # the backbone's best bird class
     confidences: dict[str, float]  # reportable label -> confidence
     voice: float = 0.0  # the backbone's best human-voice class (the privacy filter)
+    gate: float = 0.0  # the cascade's gate score (device/ear/gate.py): may a species model run?
 
 
 class SpeciesHead:
@@ -221,6 +223,7 @@ class Detector:
         except EarModelError:
             self.voice_indices = None  # a backbone without voice classes: no privacy filter
         self.species = species
+        self.gate: EmbeddingGate | None = None  # the cascade's gate, when ear.gate is on
         self._labels_by_name: dict[str, SpeciesLabel] = {}
         if species is not None:
             self._labels_by_name = {
@@ -341,6 +344,7 @@ class Detector:
             if self.voice_indices is not None
             else np.zeros(len(patches), dtype=np.float32)
         )
+        gate = self.gate.probability(embeddings) if self.gate is not None else presence
         if self.head is not None:
             probabilities = self.head.run(embeddings)
             labels = self.head.labels
@@ -351,6 +355,13 @@ class Detector:
         else:
             confidences = [{PRESENCE_LABEL: float(p)} for p in presence]
         return [
-            WindowResult(p.start_s, p.end_s, float(presence[i]), confidences[i], float(voice[i]))
+            WindowResult(
+                p.start_s,
+                p.end_s,
+                float(presence[i]),
+                confidences[i],
+                float(voice[i]),
+                float(gate[i]),
+            )
             for i, p in enumerate(patches)
         ]

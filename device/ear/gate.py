@@ -13,12 +13,16 @@ Nth window runs regardless (a call YAMNet misses entirely can still be found).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
+
+from device.errors import EarModelError
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -95,3 +99,91 @@ def open_windows(
         inside = (starts < end_s) & (starts + patch_s > start_s)
         out[i] = bool(inside.any() and scores[inside].max() >= threshold)
     return out
+
+
+#: Where the shipped gate lives (``bench/cascade.py --write-gate`` writes it).
+GATE_FOLDER: Final = "bird_gate"
+GATE_FILE: Final = "gate.json"
+
+
+@dataclass(frozen=True)
+class GateModel:
+    """The embedding gate and the threshold chosen for it by ``bench/cascade.py``."""
+
+    gate: EmbeddingGate
+    threshold: float
+
+    @classmethod
+    def load(cls, folder: Path) -> GateModel:
+        path = folder / GATE_FILE
+        try:
+            values = json.loads(path.read_text(encoding="utf-8"))
+            return cls(EmbeddingGate.from_dict(values), float(values["threshold"]))
+        except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            raise EarModelError(
+                f"{path}: cannot load the cascade's gate ({e!r}); restore it from the "
+                "repository or rebuild it with `python -m bench.cascade --write-gate "
+                f"{path}`, or set ear.gate = false (the species model then runs on every window)"
+            ) from None
+
+
+@dataclass
+class _Pending:
+    window: Any  # device.ear.windows.AudioWindow
+    opened: bool = False
+
+
+class CascadeGate:
+    """Per stream: holds the species model's windows until YAMNet has heard them, then decides.
+
+    ``add_patch`` takes each YAMNet patch (start, end, gate score) in time order;
+    ``add_windows`` the species model's windows as the stream is cut into them. ``ready``
+    returns, in order, the windows whose every overlapping patch has been scored and whose
+    gate is open (or that the duty cycle picks); the others are counted as skipped.
+    """
+
+    def __init__(self, threshold: float, *, duty: int = 0, patch_s: float = 0.975) -> None:
+        self.threshold = threshold
+        self.duty = duty
+        self.patch_s = patch_s
+        self._pending: list[_Pending] = []
+        self._heard_until_s = 0.0
+        self._index = 0  # species windows decided so far (the duty cycle counts them)
+        self.ran = 0
+        self.skipped = 0
+
+    def add_patch(self, start_s: float, end_s: float, score: float) -> None:
+        for pending in self._pending:
+            window = pending.window
+            if start_s < window.end_s and window.start_s < end_s and score >= self.threshold:
+                pending.opened = True
+        self._heard_until_s = max(self._heard_until_s, end_s)
+
+    def add_windows(self, windows: Sequence[Any]) -> None:
+        self._pending += [_Pending(w) for w in windows]
+
+    def ready(self, *, final: bool = False) -> list[Any]:
+        """Windows to run now; with ``final`` (the stream ended) every pending one is decided.
+
+        A window is decided once YAMNet has heard a patch length past its end: then every
+        patch overlapping it has been scored.
+        """
+        out = []
+        while self._pending:
+            pending = self._pending[0]
+            if not final and self._heard_until_s < pending.window.end_s + self.patch_s:
+                break
+            self._pending.pop(0)
+            duty = self.duty > 0 and self._index % self.duty == 0
+            self._index += 1
+            if pending.opened or duty:
+                self.ran += 1
+                out.append(pending.window)
+            else:
+                self.skipped += 1
+        return out
+
+    @property
+    def share_run(self) -> float:
+        decided = self.ran + self.skipped
+        return self.ran / decided if decided else 0.0

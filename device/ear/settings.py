@@ -123,6 +123,17 @@ class EarConfig(BaseModel):
             raise ValueError(f"must be -180..180 decimal degrees (east positive), got {value}")
         return value
 
+    gate: bool = Field(
+        True,
+        description="the cascade: the species model (BirdNET) runs only on windows YAMNet's "
+        "gate opens (docs/cascade.md: it keeps >= 0.97 of BirdNET's detections)",
+    )
+    gate_threshold: float | None = Field(
+        None, gt=0, lt=1, description="gate score that opens a window; None: the measured one"
+    )
+    gate_duty: int = Field(
+        0, ge=0, le=100, description="run every Nth window even when closed; 0: never"
+    )
     privacy_filter: bool = Field(
         True, description="keep no clip in which YAMNet hears a human voice (rows stay)"
     )
