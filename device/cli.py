@@ -182,6 +182,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
     if built.ear is not None:
         console.print(f"  ear: {built.ear.description}")
+        if built.ear.species_hint:
+            console.print(f"  {built.ear.species_hint}")
     console.print(
         "  link: a simulated phone receives everything over a virtual BLE link. Ctrl-C stops."
     )

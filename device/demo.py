@@ -24,9 +24,24 @@ DEMO_SAMPLE_PERIOD_S = 10.0
 
 
 def demo_config(config: Config, data_dir: Path) -> Config:
-    """``config`` with the demo's nose timing and its own data folder."""
+    """``config`` with the demo's nose timing and its own data folder.
+
+    BirdNET, if the user installed it in the station's data folder, is linked into the
+    demo's folder so the demo names species with it; without it the demo runs the head
+    (no "BirdNET missing" warning: the demo prints one line on how to add it instead).
+    """
+    from device.ear.install import birdnet_folder
+
+    installed = birdnet_folder(Path(config.station.data_dir))
+    ear = config.ear
+    if (installed / "card.json").is_file():
+        birdnet_folder(data_dir).parent.mkdir(parents=True, exist_ok=True)
+        birdnet_folder(data_dir).symlink_to(installed.resolve(), target_is_directory=True)
+    else:
+        ear = ear.model_copy(update={"species_model": "head"})
     return config.model_copy(
         update={
+            "ear": ear,
             "station": config.station.model_copy(update={"data_dir": data_dir}),
             "nose": config.nose.model_copy(
                 update={

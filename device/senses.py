@@ -65,6 +65,7 @@ class StationSenses:
             set_threshold=set_threshold if eye is not None or ear is not None else None,
             concepts=concepts if eye is not None else None,
             summary=summary,
+            species_model=(lambda: ear.detector.model_id) if ear is not None else None,
         )
 
 

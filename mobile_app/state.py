@@ -273,6 +273,10 @@ class AppState:
         """The local day that species_today and birds_by_hour count."""
         self.species_today: dict[str, int] = {}
         self.birds_by_hour: dict[str, list[int]] = {}
+        self.scientific_names: dict[str, str] = {}
+        """Common name -> scientific name, as the station's species model gave them."""
+        self.species_model: str | None = None
+        """Which models name the birds at the station (station info), e.g. BirdNET."""
         # Station
         self.health: dict[str, dict[str, Any]] = {}
         # Alerts
@@ -470,6 +474,9 @@ class AppState:
         active = info.get("active_concept")
         if isinstance(active, str) and active:
             self.active_concept = active
+        species_model = info.get("species_model")  # absent: an older station, or no ear
+        if isinstance(species_model, str) and species_model:
+            self.species_model = species_model
         newest = info.get("newest_seq")
         if isinstance(newest, int) and newest < self.last_seq:
             # The station's store was reset: its seqs start again, so ours must too, or every
@@ -570,6 +577,9 @@ class AppState:
         if day != self.today:
             return  # an earlier day's detection (backfilled): listed, not counted
         species = str(species)
+        scientific = bird.get("scientific_name")  # None from stations before BirdNET
+        if isinstance(scientific, str) and scientific:
+            self.scientific_names[species] = scientific
         first_today = species not in self.species_today
         self.species_today[species] = self.species_today.get(species, 0) + 1
         self.birds_by_hour.setdefault(species, [0] * HOURS_PER_DAY)[_local_hour(ts)] += 1
@@ -653,6 +663,8 @@ class AppState:
             "today": self.today,
             "species_today": self.species_today,
             "birds_by_hour": self.birds_by_hour,
+            "scientific_names": self.scientific_names,
+            "species_model": self.species_model,
             "health": self.health,
             "failed": sorted(self._failed),
             "alerts": [a.to_dict() for a in self.alerts],
@@ -696,6 +708,11 @@ class AppState:
         state.birds_by_hour = {
             str(k): [int(n) for n in v] for k, v in data.get("birds_by_hour", {}).items()
         }
+        state.scientific_names = {
+            str(k): str(v) for k, v in data.get("scientific_names", {}).items()
+        }
+        species_model = data.get("species_model")
+        state.species_model = str(species_model) if species_model else None
         state.health = dict(data.get("health", {}))
         state._failed = set(data.get("failed", []))
         state.alerts = [Alert.from_dict(a) for a in data.get("alerts", [])][:MAX_ALERTS]

@@ -7,6 +7,7 @@ configs, the JSON states, the station's availability.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pwd
@@ -415,6 +416,26 @@ def test_daily_bird_count_starts_again_at_midnight() -> None:
         counts.append(json.loads(message.payload)["detections_today"])
     assert counts == [1, 2, 1, 2]
     assert json.loads(message.payload)["counting_since"] == "2026-05-02T00:00:00+00:00"
+
+
+def test_the_last_bird_carries_both_names_and_the_model_as_attributes() -> None:
+    topics = Topics.for_station(STATION, base_topic=None, discovery_prefix="homeassistant")
+    builder = DiscoveryBuilder(topics, STATION, "1")
+    bridge = HomeAssistantBridge(builder, tz=UTC)
+    detection = dataclasses.replace(
+        bird(T0, "European Robin"),
+        scientific_name="Erithacus rubecula",
+        model_id="yamnet+birdnet-v2.4",
+    )
+    (message,) = bridge.messages_for(detection)
+    state = json.loads(message.payload)
+    assert (state["common_name"], state["scientific_name"]) == (
+        "European Robin",
+        "Erithacus rubecula",
+    )
+    assert state["model_id"] == "yamnet+birdnet-v2.4"
+    [last_bird] = [e for e in builder.station_entities() if e.object_id == "last_bird"]
+    assert last_bird.config["json_attributes_topic"] == message.topic
 
 
 def test_broker_restart_station_never_waits_and_home_assistant_catches_up(

@@ -19,6 +19,7 @@ import pytest
 from device.clock import ManualClock
 from device.errors import SensesError
 from device.events import (
+    BirdDetection,
     ChannelStatus,
     FoodReading,
     FoodVerdict,
@@ -327,3 +328,38 @@ def test_a_bound_method_listener_can_be_removed(tmp_path: Path) -> None:
         store.remove_listener(consumer.on_stored)  # a new bound-method object, equal not identical
         store.append(Health(ts=2.0, component="x", status=HealthStatus.OK, message="b"))
     assert heard == [1]
+
+
+def test_a_v1_file_keeps_its_bird_rows_and_gains_the_species_columns(tmp_path: Path) -> None:
+    """A store written before BirdNET (schema 1) opens with every row, bird rows now carrying
+    scientific_name and model_id (empty: the old head gave common names only)."""
+    path = tmp_path / "events.db"
+    conn = sqlite3.connect(path)
+    store_sqlite._create_v1(conn)
+    old_bird = '{"type":"bird","ts":5.0,"start":1.0,"end":4.0,"species":"Great Tit",'
+    old_bird += '"confidence_max":0.9,"confidence_mean":0.8,"clip":"a.wav"}'
+    conn.execute("INSERT INTO events(ts, type, payload) VALUES (5.0, 'bird', ?)", (old_bird,))
+    conn.execute(
+        "INSERT INTO events(ts, type, payload) VALUES (6.0, 'health', "
+        """'{"type":"health","ts":6.0,"component":"ear","status":"ok","message":""}')"""
+    )
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    new_bird = BirdDetection(
+        ts=9.0, start=7.0, end=9.0, species="Eurasian Blackbird", confidence_max=0.95,
+        confidence_mean=0.9, clip="", scientific_name="Turdus merula",
+        model_id="yamnet+birdnet-v2.4",
+    )  # fmt: skip
+    with EventStore(path) as store:
+        store.append(new_bird)
+        rows = store.since(0)
+    assert [r.type for r in rows] == ["bird", "health", "bird"]
+    assert rows[0].payload["species"] == "Great Tit"
+    assert (rows[0].payload["scientific_name"], rows[0].payload["model_id"]) == ("", "")
+    assert rows[2].payload["scientific_name"] == "Turdus merula"
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+    query = "EXPLAIN QUERY PLAN SELECT seq FROM events WHERE type = 'bird' AND "
+    query += "json_extract(payload, '$.scientific_name') = 'Turdus merula'"
+    assert "events_bird_scientific" in str(conn.execute(query).fetchall())

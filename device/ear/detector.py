@@ -158,7 +158,10 @@ class SpeciesStage:
             )
         self._species = np.zeros(len(model.labels), dtype=bool)
         self._species[model.species_indices] = True
-        self._masks: dict[int, npt.NDArray[np.bool_]] = {}
+        # Occurrence for all 48 weeks at once (1.2 MB), so the range model can be released.
+        self._occurrence: FloatArray | None = None
+        if self.place is not None and model.range_model is not None:
+            self._occurrence = model.range_model.weekly_occurrence(*self.place)
 
     @property
     def hop_s(self) -> float:
@@ -171,14 +174,12 @@ class SpeciesStage:
 
     def allowed(self, week: int | None) -> npt.NDArray[np.bool_]:
         """Which labels may be reported this week (species only; range-filtered with a place)."""
-        if self.place is None or self.model.range_model is None:
+        if self._occurrence is None:
             return self._species
-        key = -1 if week is None else week
-        mask = self._masks.get(key)
-        if mask is None:
-            occurrence = self.model.range_model.occurrence(self.place[0], self.place[1], key)
-            mask = self._species & (occurrence >= self.range_threshold)
-            self._masks = {key: mask}  # one week at a time
+        row = 0 if week is None or week == -1 else week
+        mask: npt.NDArray[np.bool_] = self._species & (
+            self._occurrence[row] >= self.range_threshold
+        )
         return mask
 
     def analyse(self, windows: Sequence[AudioWindow], week: int | None) -> list[WindowResult]:

@@ -464,9 +464,31 @@ class EarSetup:
         names = ", ".join(labels) if len(labels) <= 8 else f"{len(labels)} species"
         store = self.service.clip_store
         clips = f"; clips in {store.folder}" if store is not None else ""
+        if detector.species is not None:
+            stage = detector.species
+            windows = f"{stage.model.window_s:g} s windows every {stage.hop_s:g} s" + (
+                f", range-filtered for {stage.place[0]:g}, {stage.place[1]:g}"
+                if stage.place is not None
+                else ""
+            )
+        else:
+            windows = f"windows every {config.hop_s:g} s"
         return (
             f"{heard}; {detector.model_id} reports {names} at confidence >= "
-            f"{self.service.thresholds.default:g}, windows every {config.hop_s:g} s{clips}"
+            f"{self.service.thresholds.default:g}, {windows}{clips}"
+        )
+
+    @property
+    def species_hint(self) -> str | None:
+        """One line on how to let BirdNET name the birds, when it is not running."""
+        if self.service.detector.species is not None:
+            return None
+        from device.ear.install import INSTALL_COMMAND
+
+        return (
+            f"species: the head names {', '.join(self.service.detector.labels)}; for the "
+            f"~6,500 species BirdNET knows run `{INSTALL_COMMAND}` (CC BY-NC-SA 4.0, "
+            "non-commercial use; not shipped with Senses)"
         )
 
     def as_sense(self) -> SenseSetup:

@@ -42,7 +42,7 @@ import numpy as np
 import numpy.typing as npt
 
 from device.errors import AudioInputError, ConfigError, EarModelError, UnknownSpeciesError
-from device.inference import TFLiteModel, load_model
+from device.inference import TFLiteModel, load_model, read_card
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -119,19 +119,37 @@ def _task(model: TFLiteModel, key: str) -> Any:
 
 
 class RangeModel:
-    """BirdNET's "meta" model: ``[[lat, lon, week]]`` in, per-species occurrence (0-1) out."""
+    """BirdNET's "meta" model: ``[[lat, lon, week]]`` in, per-species occurrence (0-1) out.
 
-    def __init__(self, model: TFLiteModel) -> None:
-        self.model = model
-        if model.card.task_config.get("input") != RANGE_INPUT:
+    The interpreter is opened on first use and can be released (:meth:`release`): the ear
+    needs the model once per place (:meth:`weekly_occurrence`, all 48 weeks at once), and
+    keeping it loaded would cost about 40 MB of a Pi's memory for nothing.
+    """
+
+    def __init__(self, folder: Path, *, num_threads: int = 1) -> None:
+        self.folder = Path(folder)
+        self.num_threads = num_threads
+        card = read_card(self.folder)
+        if card.task_config.get("input") != RANGE_INPUT:
             raise EarModelError(
-                f"{model.folder / 'card.json'}: task_config.input must be {RANGE_INPUT!r} for a "
+                f"{self.folder / 'card.json'}: task_config.input must be {RANGE_INPUT!r} for a "
                 "range model"
             )
+        self._model: TFLiteModel | None = None
 
     @classmethod
     def load(cls, folder: Path, *, num_threads: int = 1) -> RangeModel:
-        return cls(load_model(folder, num_threads=num_threads))
+        return cls(folder, num_threads=num_threads)
+
+    def _loaded(self) -> TFLiteModel:
+        if self._model is None:
+            # No deadline thread: it would keep a reference and the memory after release().
+            self._model = load_model(self.folder, num_threads=self.num_threads, deadline_s=None)
+        return self._model
+
+    def release(self) -> None:
+        """Drop the interpreter (it is opened again if asked for more)."""
+        self._model = None
 
     def occurrence(self, latitude: float, longitude: float, week: int = -1) -> FloatArray:
         """Occurrence score per label; ``week`` 1-48, or -1 for the whole year."""
@@ -139,7 +157,19 @@ class RangeModel:
         if week != -1 and not 1 <= week <= WEEKS_PER_YEAR:
             raise AudioInputError(f"week must be 1-48 (BirdNET's 48-week year) or -1, got {week}")
         query = np.array([[latitude, longitude, week]], dtype=np.float32)
-        return np.asarray(self.model.run(query)[0], dtype=np.float32)
+        return np.asarray(self._loaded().run(query)[0], dtype=np.float32)
+
+    def weekly_occurrence(self, latitude: float, longitude: float) -> FloatArray:
+        """``(49, labels)``: row 0 the whole year (week -1), row w week w; then released."""
+        check_location(latitude, longitude)
+        weeks = np.arange(WEEKS_PER_YEAR + 1, dtype=np.float32)
+        weeks[0] = -1.0
+        query = np.stack(
+            [np.full_like(weeks, latitude), np.full_like(weeks, longitude), weeks], axis=1
+        )
+        table = np.asarray(self._loaded().run(query), dtype=np.float32)
+        self.release()
+        return table
 
 
 def check_location(latitude: float, longitude: float) -> None:
@@ -204,15 +234,21 @@ class WaveformSpeciesModel:
         self.species_indices = [i for i, label in enumerate(self.labels) if label.is_species]
         self.range_model: RangeModel | None = None
         range_folder = card.task_config.get("range_model")
-        if range_folder:
-            self.range_model = RangeModel.load(model.folder / str(range_folder))
+        if range_folder:  # opened only when a place is given (RangeModel is lazy)
+            self.range_model = RangeModel(model.folder / str(range_folder))
 
     @classmethod
     def load(
         cls, folder: Path, *, num_threads: int = 1, sensitivity: float | None = None
     ) -> WaveformSpeciesModel:
-        """Load through :func:`device.inference.load_model` (card, checksum, tensors)."""
-        return cls(load_model(folder, num_threads=num_threads), sensitivity=sensitivity)
+        """Load through :func:`device.inference.load_model` (card, checksum, tensors).
+
+        The model file's mapped pages are released after loading: XNNPACK keeps its own
+        packed copy of the weights (see :meth:`TFLiteModel.release_file_pages`).
+        """
+        model = load_model(folder, num_threads=num_threads)
+        model.release_file_pages()
+        return cls(model, sensitivity=sensitivity)
 
     @property
     def window_samples(self) -> int:

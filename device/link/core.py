@@ -154,6 +154,8 @@ class ControlHandlers:
     """The concepts the camera can score and the active one, for station info."""
     summary: Callable[[], list[dict[str, Any]]] | None = None
     """The station's health summary per sense (:meth:`device.runtime.Station.summary`)."""
+    species_model: Callable[[], str] | None = None
+    """Which models name the birds (the ear's model id), for station info."""
 
 
 @dataclass(frozen=True)
@@ -334,8 +336,19 @@ class LinkCore:
                 "streams": list(uuids.STREAMS),
                 **self._concepts(),
                 **self._summary(),
+                **self._species_model(),
             },
         )
+
+    def _species_model(self) -> dict[str, Any]:
+        provider = self.handlers.species_model
+        if provider is None:
+            return {}
+        try:
+            return {"species_model": provider()}
+        except Exception:
+            log.exception("link: the species model is unavailable")
+            return {}
 
     def _summary(self) -> dict[str, Any]:
         provider = self.handlers.summary

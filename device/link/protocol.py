@@ -575,9 +575,12 @@ _SCHEMAS: Final[dict[MessageType, _Record]] = {
         _Field(4, "confidence_max", _P),
         _Field(5, "confidence_mean", _P),
         _Field(6, "clip", _Text()),
+        # Appended: the scientific name ("" for presence-only "Bird") and the models that
+        # named it (e.g. "yamnet+birdnet-v2.4"); absent from older stations.
+        _Field(7, "scientific_name", _Text(96)),
+        _Field(8, "model_id", _Text(64)),
         # Why no clip was kept on purpose ("speech": the privacy filter); absent: kept.
-        # Key 12 leaves 7-11 to the species fields of the same issue (names, model id).
-        _Field(12, "clip_withheld", _Text(), default=str),
+        _Field(9, "clip_withheld", _Text(), default=str),
         required=("ts",),
     ),
     MessageType.HEALTH: _Record(
@@ -622,6 +625,8 @@ _SCHEMAS: Final[dict[MessageType, _Record]] = {
         _Field(7, "active_concept", _Text(64)),
         # The health summary: how each sense (and the link) is doing.
         _Field(8, "senses", _List(_SENSE_SUMMARY)),
+        # Appended: which models name the birds (e.g. "yamnet+birdnet-v2.4"; absent: no ear).
+        _Field(9, "species_model", _Text(64)),
     ),
 }
 

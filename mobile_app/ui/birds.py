@@ -1,4 +1,9 @@
-"""Birds: today's calls by hour (stacked by species), the counts, and the detection history."""
+"""Birds: today's calls by hour (stacked by species), the counts, and the detection history.
+
+Every species shows its common name and, when the station's species model gives one (BirdNET
+does), its scientific name in italics: "Great Tit  *Parus major*". A line under the history
+heading says which model names the birds at the station (station info).
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,23 @@ from mobile_app.ui.widgets import Bar, Card, Swatch, Text, escape, species_colou
 HISTORY_ROWS: Final = 60
 """Rows in the history list: enough for a morning; more would only slow the phone."""
 
+MODEL_NAMES: Final = {"birdnet-v2.4": "BirdNET v2.4", "birds": "the station's bird head"}
+
+
+def model_description(model_id: str | None) -> str:
+    """``yamnet+birdnet-v2.4`` -> "Species named by BirdNET v2.4 (YAMNet hears presence)"."""
+    if not model_id:
+        return ""
+    parts = model_id.split("+")
+    namer = parts[-1] if len(parts) > 1 else ""
+    if not namer:
+        return f"Bird presence from {parts[0]}; no species model at the station"
+    return f"Species named by {MODEL_NAMES.get(namer, namer)}"
+
+
+def scientific_markup(name: str | None) -> str:
+    return f"[i]{escape(name)}[/i]" if name else ""
+
 
 class BirdsScreen(StateScreen):
     title = "Birds"
@@ -32,6 +54,8 @@ class BirdsScreen(StateScreen):
         chart_card.add_widget(self.legend)
         self.body.add_widget(chart_card)
         self.body.add_widget(section("Heard recently"))
+        self.model = Text("", font_size=theme.FONT_SMALL, colour=theme.TEXT_MUTED, height=dp(20))
+        self.body.add_widget(self.model)
         self.history = column(dp(6))
         self.body.add_widget(self.history)
         self._shown: tuple[Any, ...] | None = None
@@ -43,18 +67,28 @@ class BirdsScreen(StateScreen):
             state.birds[0].get("ts") if state.birds else None,
             tuple(sorted(state.species_today.items())),
             now // 60,
+            state.species_model,
+            len(state.scientific_names),
         )
         if signature == self._shown:
             return
         self._shown = signature
         colours = species_colours({*state.species_today, *(b["species"] for b in state.birds)})
         self.chart.set(state.birds_by_hour, colours, time.localtime(now).tm_hour)
+        self.model.text = model_description(state.species_model)
+        # one species a line when scientific names make the entries long
+        self.legend.cols = 1 if state.scientific_names else 2
         self.legend.clear_widgets()
         for name, count in sorted(state.species_today.items(), key=lambda kv: (-kv[1], kv[0])):
+            scientific = scientific_markup(state.scientific_names.get(name))
             self.legend.add_widget(
                 row(
                     Swatch(colours.get(name, theme.UNKNOWN)),
-                    Text(f"{escape(name)}  [b]{count}[/b]", font_size=theme.FONT_SMALL),
+                    Text(
+                        f"{escape(name)}  [b]{count}[/b]"
+                        + (f"   {scientific}" if scientific else ""),
+                        font_size=theme.FONT_SMALL,
+                    ),
                     height=dp(28),
                     spacing=dp(6),
                 )
@@ -75,7 +109,8 @@ class BirdsScreen(StateScreen):
 
 
 class DetectionRow(Card):
-    """One call: species, confidence as a bar and in words, when and for how long."""
+    """One call: species (common and scientific name), confidence as a bar and in words,
+    when and for how long."""
 
     def __init__(
         self, bird: dict[str, Any], colours: dict[str, theme.RGBA], now: float, **kwargs: Any
@@ -101,6 +136,16 @@ class DetectionRow(Card):
                 height=dp(28),
             )
         )
+        scientific = bird.get("scientific_name")
+        if isinstance(scientific, str) and scientific:
+            self.scientific = Text(
+                scientific_markup(scientific),
+                font_size=theme.FONT_SMALL,
+                colour=theme.TEXT_MUTED,
+                height=dp(18),
+                padding=(dp(22), 0, 0, 0),
+            )
+            self.add_widget(self.scientific)
         confidence = bird.get("confidence_max") or 0.0
         self.add_widget(
             row(

@@ -162,6 +162,27 @@ def test_a_new_species_alerts_once_per_local_day(
     assert any(b["species"] == "Sitta europaea" for b in state.birds)
 
 
+def test_both_names_and_the_species_model_are_kept_and_survive_a_restart(
+    state: AppState, feed: Feed, tmp_path: Path
+) -> None:
+    birdnet = feed(
+        "bird", ts=NOON, start=NOON - 3, end=NOON, species="Great Tit", confidence_max=0.9,
+        confidence_mean=0.8, clip="", scientific_name="Parus major",
+        model_id="yamnet+birdnet-v2.4",
+    )  # fmt: skip
+    state.apply(birdnet)
+    state.apply(feed.bird("Bird", NOON + 5))  # an older station: no scientific name
+    info = feed("station_info", station_name="garden", species_model="yamnet+birdnet-v2.4")
+    state.apply(info)
+    assert state.scientific_names == {"Great Tit": "Parus major"}
+    assert state.species_model == "yamnet+birdnet-v2.4"
+    assert state.birds[1]["scientific_name"] == "Parus major"
+    state.save(tmp_path / "state.json")
+    restored = AppState.load(tmp_path / "state.json")
+    assert restored.scientific_names == {"Great Tit": "Parus major"}
+    assert restored.species_model == "yamnet+birdnet-v2.4"
+
+
 def test_unsure_detections_are_ignored_and_the_list_is_bounded(state: AppState, feed: Feed) -> None:
     assert state.apply(feed.bird("Corvus corax", confidence=0.3)) == []
     assert state.birds == [] and state.species_today == {}

@@ -72,7 +72,10 @@ def test_birds_chart_by_hour_and_history(day_state: AppState, ui: Ui, snap: Snap
     assert len(root.birds.history.children) == 22
     newest = root.birds.history.children[-1]  # Kivy lists children last-added first
     assert any("Eurasian Blackbird" in t for t in texts(newest))
+    assert any("[i]Turdus merula[/i]" in t for t in texts(newest))  # both names
     assert any("96% sure" in t for t in texts(newest))
+    assert any("Parus major" in t for t in texts(root.birds.legend))
+    assert root.birds.model.text == "Species named by BirdNET v2.4"
 
 
 def test_concepts_lists_the_station_s_concepts(day_state: AppState, ui: Ui, snap: Snap) -> None:

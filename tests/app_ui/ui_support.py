@@ -53,6 +53,17 @@ BIRDS = [  # (minutes before NOW, species, confidence)
 ]
 
 
+SCIENTIFIC = {  # as BirdNET v2.4 names them
+    "European Robin": "Erithacus rubecula",
+    "Eurasian Blackbird": "Turdus merula",
+    "Great Tit": "Parus major",
+    "Eurasian Wren": "Troglodytes troglodytes",
+    "Common Chaffinch": "Fringilla coelebs",
+    "Common Wood Pigeon": "Columba palumbus",
+}
+SPECIES_MODEL = "yamnet+birdnet-v2.4"
+
+
 class Station:
     """Makes messages as the station would send them, in seq order."""
 
@@ -68,7 +79,12 @@ class Station:
             protocol.encode_message(
                 "station_info",
                 self.seq,
-                {"station_name": STATION, "protocol_version": 1, "newest_seq": self.seq},
+                {
+                    "station_name": STATION,
+                    "protocol_version": 1,
+                    "newest_seq": self.seq,
+                    "species_model": SPECIES_MODEL,
+                },
             )
         )
 
@@ -144,6 +160,8 @@ class Station:
             confidence_max=confidence,
             confidence_mean=confidence - 0.12,
             clip=f"{int(ts)}.flac",
+            scientific_name=SCIENTIFIC[species],
+            model_id=SPECIES_MODEL,
         )
 
 

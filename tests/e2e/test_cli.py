@@ -179,3 +179,15 @@ def test_run_without_bluez_says_so_and_keeps_the_nose_running(
     assert link and link[0]["status"] == "failed"
     assert "systemctl start dbus" in str(link[0]["message"])
     assert sum(e["type"] == "nose" for e in events) >= 3
+
+
+def test_demo_runs_without_birdnet_and_says_in_one_line_how_to_add_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SENSES_DATA_DIR", str(tmp_path))  # a station without BirdNET
+    assert main(["demo", "--senses", "ear", "--seconds", "3", "--json"]) == 0
+    captured = capsys.readouterr()
+    said = " ".join(captured.err.split())  # rich wraps long lines at spaces
+    assert said.count("ear install birdnet") == 1, captured.err
+    events = _json_lines(captured.out)
+    assert not [e for e in events if e["type"] == "health" and e["status"] != "ok"]

@@ -406,3 +406,11 @@ def test_station_info_carries_the_health_summary(store: EventStore) -> None:
     assert senses[1]["drops"] == 12 and senses[1]["restarts"] == 1
     assert senses[1]["last_error"].startswith("CameraDisconnectedError")
     assert senses[1]["events_per_min"] == pytest.approx(59.5, rel=1e-3)
+
+
+def test_station_info_says_which_species_model_runs(store: EventStore) -> None:
+    handlers = ControlHandlers(species_model=lambda: "yamnet+birdnet-v2.4")
+    core = LinkCore(store, station_name="garden", clock=ManualClock(), handlers=handlers)
+    assert decode_message(core.station_info()).payload["species_model"] == "yamnet+birdnet-v2.4"
+    without_ear = LinkCore(store, station_name="shed", clock=ManualClock())
+    assert decode_message(without_ear.station_info()).payload["species_model"] is None

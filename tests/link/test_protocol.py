@@ -101,10 +101,12 @@ BIRD = {
     "ts": TS,
     "start": TS - 4.2345,
     "end": TS - 1.1234,
-    "species": "Turdus merula",
+    "species": "Eurasian Blackbird",
     "confidence_max": 0.9123456,
     "confidence_mean": 0.7412345,
     "clip": "2025-10-09T06-13-20.flac",
+    "scientific_name": "Turdus merula",
+    "model_id": "yamnet+birdnet-v2.4",
     "clip_withheld": "speech",
 }
 
@@ -172,6 +174,17 @@ def test_every_event_type_round_trips_with_its_field_names(kind: str) -> None:
     assert (message.version, message.type, message.seq) == (PROTOCOL_VERSION, kind, 4242)
     assert set(message.payload) == set(payload)  # the app reads the names of to_dict()
     assert_close(payload, message.payload)
+
+
+def test_a_bird_from_an_older_station_decodes_without_the_appended_names() -> None:
+    """Fields 7-8 (scientific name, model) were appended: a message without them still
+    decodes, and a new message's extra keys sit after the old ones (never renumbered)."""
+    old = {k: v for k, v in BIRD.items() if k not in ("scientific_name", "model_id")}
+    got = decode_message(encode_message("bird", 7, old)).payload
+    assert got["scientific_name"] is None and got["species"] == "Eurasian Blackbird"
+    body = cbor2.loads(encode_message("bird", 7, BIRD)[protocol.MESSAGE_HEADER.size :])
+    assert body[7] == "Turdus merula" and body[8] == "yamnet+birdnet-v2.4"
+    assert body[3] == "Eurasian Blackbird"
 
 
 def test_enum_members_and_tuples_are_accepted_as_well_as_plain_values() -> None:

@@ -23,6 +23,8 @@ sys.path.insert(0, str(PROJECT_ROOT / "hardware" / "pi-emulation"))
 import agreement
 import boards
 import guest
+import pi_check
+import probe
 
 FOOD = PROJECT_ROOT / "models" / "food_quality"
 # One quantization step of the shipped food model's probabilities (about 1/256; read from its
@@ -238,3 +240,39 @@ def test_a_profile_for_another_core_is_refused(tmp_path: Path) -> None:
     wrong = dataclasses.replace(boards.board_named("pi4"), qemu_cpu="cortex-a53")
     with pytest.raises(ValueError, match="does not match -cpu cortex-a53"):
         boards.make_profile(wrong, tmp_path, tmp_path / "p")
+
+
+# --- BirdNET, installed on the host by the user's command ----------------------------------------
+
+
+def test_birdnet_is_installed_by_the_install_command_and_probed_like_a_shipped_model(
+    tmp_path: Path,
+) -> None:
+    folders = pi_check.install_birdnet(tmp_path / "cache")
+    assert set(folders) == {"birdnet", "birdnet-range"}
+    assert not folders["birdnet"].resolve().is_relative_to(PROJECT_ROOT / "models")
+    run_dir = tmp_path / "run"
+    models, _ = pi_check.prepare(run_dir, folders)
+    assert models.cards["birdnet"].licence == "CC BY-NC-SA 4.0"
+    assert models.ops["birdnet"] > 300  # the EfficientNet-like body, RFFT front end included
+    argv = pi_check.probe_argv(run_dir, tmp_path / "out", models.extra)
+    assert f"--folder=birdnet={folders['birdnet']}" in argv
+    # the x86 side of the comparison, as the check runs it (the boards run the same argv)
+    out = tmp_path / "out"
+    out.mkdir()
+    report = probe.run_models(tmp_path / "no-shipped-models", run_dir / "inputs", out, folders)
+    assert report["birdnet"]["ran"] and report["birdnet-range"]["ran"], report
+    logits, occurrence = (pi_check.read_outputs(out, name)[0] for name in folders)
+    assert logits.shape == (1, 6522) and occurrence.shape == (64, 6522)
+    agreement_with_itself = agreement.compare_model(
+        models.cards["birdnet"], [logits], [logits], models.ops["birdnet"]
+    )
+    assert agreement_with_itself.ok
+
+
+def test_probe_folder_arguments_are_name_equals_path() -> None:
+    assert probe.parse_folders(["birdnet=/d/models/birdnet"]) == {
+        "birdnet": Path("/d/models/birdnet")
+    }
+    with pytest.raises(ValueError, match="NAME=PATH"):
+        probe.parse_folders(["birdnet"])
