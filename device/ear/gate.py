@@ -147,20 +147,31 @@ class CascadeGate:
         self.duty = duty
         self.patch_s = patch_s
         self._pending: list[_Pending] = []
+        self._open_patches: list[tuple[float, float]] = []  # patches at or above threshold
+        self._added_until_s = 0.0  # start of the latest species window added
         self._heard_until_s = 0.0
         self._index = 0  # species windows decided so far (the duty cycle counts them)
         self.ran = 0
         self.skipped = 0
 
     def add_patch(self, start_s: float, end_s: float, score: float) -> None:
-        for pending in self._pending:
-            window = pending.window
-            if start_s < window.end_s and window.start_s < end_s and score >= self.threshold:
-                pending.opened = True
+        # Patches usually arrive before the window they fall in is complete: remember the
+        # open ones until every window they can overlap has been added.
+        if score >= self.threshold:
+            self._open_patches.append((start_s, end_s))
+            for pending in self._pending:
+                window = pending.window
+                if start_s < window.end_s and window.start_s < end_s:
+                    pending.opened = True
         self._heard_until_s = max(self._heard_until_s, end_s)
 
     def add_windows(self, windows: Sequence[Any]) -> None:
-        self._pending += [_Pending(w) for w in windows]
+        for window in windows:
+            opened = any(s < window.end_s and window.start_s < e for s, e in self._open_patches)
+            self._pending.append(_Pending(window, opened))
+            self._added_until_s = max(self._added_until_s, window.start_s)
+        # Windows start in order: a patch ending before the latest start opens no later one.
+        self._open_patches = [(s, e) for s, e in self._open_patches if e > self._added_until_s]
 
     def ready(self, *, final: bool = False) -> list[Any]:
         """Windows to run now; with ``final`` (the stream ended) every pending one is decided.
