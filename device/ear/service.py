@@ -303,7 +303,10 @@ class EarService:
             species_windows = cascade.ready(final=final)
             self.tally.gated += cascade.skipped - skipped
         self.tally.windows += len(species_windows)
-        return self.detector.analyse_species(species_windows, self.week())
+        # One window per call: the gate may release several at once, and a batch would make
+        # the interpreter allocate BirdNET's activations for all of them (+40 MB measured).
+        week = self.week()
+        return [r for w in species_windows for r in self.detector.analyse_species([w], week)]
 
     def week(self) -> int:
         """BirdNET's week (1-48) from the station's clock, for the range filter."""
