@@ -110,3 +110,20 @@ def test_the_measured_curve_puts_the_gate_on_by_default(station: Path) -> None:
     )
     assert shipped["threshold"] == result["held_out"]["embedding"]["threshold"]
     assert np.allclose(shipped["weights"], result["embedding_gate"]["weights"], atol=1e-4)
+
+
+def test_bench_times_birdnet_everywhere_against_the_cascade_and_its_memory(
+    station: Path,
+) -> None:
+    from bench import ear as bench_ear
+
+    config = station / "senses.toml"
+    result = bench_ear.station_cascade(config, None, 1)
+    every, gated = result["everywhere"], result["cascade"]
+    assert every["species_window_share"] == 1.0 and every["problems"] == []
+    assert gated["species_windows"] == every["species_windows"]
+    assert gated["species_window_share"] <= 0.45  # birds in a quarter of the time
+    assert result["recall_of_everywhere_detections_at_0.7"] >= 0.97
+    assert result["cascade_speedup"] > 0  # a ratio measured in one run (not judged here)
+    memory = bench_ear.birdnet_memory(config, 20.0)
+    assert memory["peak_rss_mb"] <= bench_ear.TARGET_BIRDNET_RSS_MB
