@@ -127,3 +127,29 @@ def test_bench_times_birdnet_everywhere_against_the_cascade_and_its_memory(
     assert result["cascade_speedup"] > 0  # a ratio measured in one run (not judged here)
     memory = bench_ear.birdnet_memory(config, 20.0)
     assert memory["peak_rss_mb"] <= bench_ear.TARGET_BIRDNET_RSS_MB
+
+
+def test_a_missing_gate_leaves_birdnet_on_every_window_and_says_how_to_fix_it(
+    tmp_path: Path,
+) -> None:
+    from types import SimpleNamespace
+
+    from device.ear.service import attach_gate
+    from device.ear.settings import EarConfig
+
+    service = SimpleNamespace(
+        config=EarConfig(),
+        detector=SimpleNamespace(species=object(), gate=None),
+        gate_threshold=None,
+    )
+    problem = attach_gate(service, tmp_path)  # type: ignore[arg-type]
+    assert problem is not None
+    assert "bench.cascade --write-gate" in problem and "every window" in problem
+    assert service.gate_threshold is None and service.detector.gate is None
+    off = SimpleNamespace(
+        config=EarConfig(gate=False),
+        detector=SimpleNamespace(species=object()),
+        gate_threshold=None,
+    )
+    assert attach_gate(off, tmp_path) is None  # type: ignore[arg-type]
+    assert off.gate_threshold is None

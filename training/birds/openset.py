@@ -160,6 +160,13 @@ def known_songs(detector: Detector, windows: Windows, data_dir: Path, ear: EarCo
     return out
 
 
+def write_open_set(data_dir: Path, out_dir: Path, backbone: YamnetBackbone) -> OpenSetRule:
+    """Fit the rule on the training recordings and write it next to the head."""
+    rule = fit(training_windows(data_dir, backbone))
+    (out_dir / OPEN_SET_FILE).write_text(json.dumps(rule.to_dict()) + "\n", encoding="utf-8")
+    return rule
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
@@ -168,8 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     config = Config()
     backbone = YamnetBackbone(config.inference.models_dir / "yamnet")
     windows = training_windows(args.data, backbone)
-    rule = fit(windows)
-    (args.out / OPEN_SET_FILE).write_text(json.dumps(rule.to_dict()) + "\n", encoding="utf-8")
+    write_open_set(args.data, args.out, backbone)
     detector, problem = Detector.load(config.inference.models_dir, "yamnet", "birds")
     if problem or detector.head is None:
         raise SystemExit(f"the head does not load: {problem}")
