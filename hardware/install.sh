@@ -182,6 +182,15 @@ kind = "picamera2"            # the Pi camera on the CSI ribbon; "camera" for a 
 #
 # [nose.climate]
 # address = 0x44              # 0x45 when the SHT31's ADDR pin is tied high
+
+[ear]
+# The ear names the species of its own head, other birds "Bird". For the ~6,500 species of
+# BirdNET v2.4 (CC BY-NC-SA 4.0: non-commercial use only; never shipped with Senses), install
+# it yourself, then restart the service:
+#   sudo -u senses /opt/senses/venv/bin/senses ear install birdnet --config /etc/senses/senses.toml
+# species_model = "birdnet"   # the default: BirdNET once installed, else the head
+# latitude = 51.75            # the range filter: species unlikely here and this week of the
+# longitude = -1.25           #   year are not reported (`senses ear species` lists them)
 EOF
 }
 

@@ -57,6 +57,8 @@ CSV_COLUMNS = (
 )
 #: Patches per backbone call when scanning (bounded memory for long files).
 SCAN_BATCH = 64
+#: Seconds of audio cut into species-model windows and classified at a time when scanning.
+SPECIES_SCAN_CHUNK_S = 60
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -112,11 +114,14 @@ def scan_waveform(
     if windows_out is not None:
         windows_out += presence
     if detector.species is not None:
+        # A minute at a time: an hour of 3 s windows at 48 kHz would be 700 MB at once.
         windower = detector.species.windower(sample_rate)
-        audio = windower.push(waveform) + windower.flush()
+        step = SPECIES_SCAN_CHUNK_S * sample_rate
         windows = []
-        for first in range(0, len(audio), SCAN_BATCH // 4):
-            windows += detector.analyse_species(audio[first : first + SCAN_BATCH // 4], week)
+        for first in range(0, len(waveform), step):
+            pending = windower.push(waveform[first : first + step])
+            windows += detector.analyse_species(pending, week)
+        windows += detector.analyse_species(windower.flush(), week)
     else:
         windows = presence
     heard_s = len(waveform) / sample_rate

