@@ -153,3 +153,23 @@ def test_a_missing_gate_leaves_birdnet_on_every_window_and_says_how_to_fix_it(
     )
     assert attach_gate(off, tmp_path) is None  # type: ignore[arg-type]
     assert off.gate_threshold is None
+
+
+def test_with_birdnet_naming_the_bird_a_voice_still_withholds_the_clip(
+    station: Path, tmp_path: Path
+) -> None:
+    from test_privacy import RATE, speech_over_birds
+
+    mix, _, (speech_start, speech_end) = speech_over_birds()
+    recording = tmp_path / "garden.wav"
+    soundfile.write(recording, mix, RATE, subtype="PCM_16")
+    found, _ = birds(station, recording, gate=True)
+    assert found and all(b.model_id == "yamnet+birdnet-v2.4" for b in found)
+    wall = ManualClock().wall()
+    for bird in found:
+        start, end = bird.start - wall - 2.0, bird.end - wall + 2.0  # the clip's span
+        if start < speech_end and speech_start < end:
+            assert bird.clip == "" and bird.clip_withheld == "speech", bird
+        else:
+            assert bird.clip and not bird.clip_withheld, bird
+    assert any(b.clip_withheld for b in found)
