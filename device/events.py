@@ -190,3 +190,5 @@ class BirdDetection(Event):
     # ("" when the model gives none, e.g. presence "Bird") and which models named it.
     scientific_name: str = ""
     model_id: str = ""
+    #: Why no clip was kept on purpose: "speech" (the privacy filter heard a voice); "" if kept.
+    clip_withheld: str = ""

@@ -162,7 +162,12 @@ class StationDashboard:
             text.append(bird.species, style="bold cyan")
             text.append(
                 f"  {bird.confidence_max:.0%} max, {bird.confidence_mean:.0%} mean,"
-                f" {bird.end - bird.start:.1f} s  clip {PurePath(bird.clip).name}\n"
+                f" {bird.end - bird.start:.1f} s  "
+                + (
+                    f"clip withheld: {bird.clip_withheld}\n"
+                    if bird.clip_withheld
+                    else f"clip {PurePath(bird.clip).name}\n"
+                )
             )
         return text
 

@@ -31,8 +31,9 @@ from rich.console import Console
 from device.clock import SystemClock
 from device.config import Config, load_config
 from device.ear.detections import MergedDetection, Thresholds, merge_windows
-from device.ear.detector import Detector
+from device.ear.detector import Detector, WindowResult
 from device.ear.frontend import Patch, patches_from_waveform
+from device.ear.privacy import SpeechGuard
 from device.ear.service import thresholds_for
 from device.ear.settings import EarConfig
 from device.ear.sources import read_audio_file
@@ -52,6 +53,7 @@ CSV_COLUMNS = (
     "Scientific name",
     "Common name",
     "model_id",
+    "clip_withheld",  # "speech": the privacy filter would keep no clip of it (a voice nearby)
 )
 #: Patches per backbone call when scanning (bounded memory for long files).
 SCAN_BATCH = 64
@@ -77,6 +79,7 @@ class ScanResult:
     path: Path
     duration_s: float
     detections: list[MergedDetection]
+    withheld: list[str]  # per detection: why its clip would not be kept ("" if it would)
 
 
 def scan_waveform(
@@ -87,14 +90,29 @@ def scan_waveform(
     *,
     week: int | None = None,
     thresholds: Thresholds | None = None,
+    windows_out: list[WindowResult] | None = None,
 ) -> list[MergedDetection]:
     """Every detection in one recording: front end, models, thresholds, merging.
 
     With a species model (BirdNET) the recording is resampled once to its rate and cut into
     its windows exactly as the live ear does (:class:`~device.ear.windows.WaveformWindower`);
     otherwise the backbone (+ head) runs on log-mel patches. ``week`` (1-48) feeds the range
-    filter when ``ear.latitude``/``ear.longitude`` are set.
+    filter when ``ear.latitude``/``ear.longitude`` are set. ``windows_out``, when given,
+    receives the backbone's window on every patch (the privacy filter's input).
     """
+    patches, starts = patches_from_waveform(
+        waveform, sample_rate, detector.frontend_config(ear.hop_frames)
+    )
+    duration_s = detector.backbone.frontend_config.patch_duration_s
+    presence = []
+    for first in range(0, len(patches), SCAN_BATCH):
+        batch = [
+            Patch(patches[i], float(starts[i]), float(starts[i]) + duration_s)
+            for i in range(first, min(first + SCAN_BATCH, len(patches)))
+        ]
+        presence += detector.analyse(batch)
+    if windows_out is not None:
+        windows_out += presence
     if detector.species is not None:
         # A minute at a time: an hour of 3 s windows at 48 kHz would be 700 MB at once.
         windower = detector.species.windower(sample_rate)
@@ -105,17 +123,7 @@ def scan_waveform(
             windows += detector.analyse_species(pending, week)
         windows += detector.analyse_species(windower.flush(), week)
     else:
-        patches, starts = patches_from_waveform(
-            waveform, sample_rate, detector.frontend_config(ear.hop_frames)
-        )
-        duration_s = detector.backbone.frontend_config.patch_duration_s
-        windows = []
-        for first in range(0, len(patches), SCAN_BATCH):
-            batch = [
-                Patch(patches[i], float(starts[i]), float(starts[i]) + duration_s)
-                for i in range(first, min(first + SCAN_BATCH, len(patches)))
-            ]
-            windows += detector.analyse(batch)
+        windows = presence
     heard_s = len(waveform) / sample_rate
     detections = merge_windows(
         windows,
@@ -124,6 +132,7 @@ def scan_waveform(
         min_windows=ear.min_windows,
         max_detection_s=ear.max_detection_s,
         catch_all=detector.catch_all_labels,
+        min_named_windows=detector.min_named_windows,
     )
     return [
         MergedDetection(
@@ -138,6 +147,21 @@ def scan_waveform(
     ]
 
 
+def withheld_reasons(
+    detections: list[MergedDetection], windows: list[WindowResult], ear: EarConfig
+) -> list[str]:
+    """Per detection, why the station would keep no clip of it (the privacy filter), or ""."""
+    if not ear.privacy_filter:
+        return ["" for _ in detections]
+    guard = SpeechGuard(ear.privacy_threshold, horizon_s=float("inf"))
+    for window in windows:
+        guard.add(window.start_s, window.end_s, window.voice)
+    return [
+        guard.reason(max(0.0, d.start_s - ear.pre_roll_s), d.end_s + ear.post_roll_s) or ""
+        for d in detections
+    ]
+
+
 def scan_file(
     path: Path,
     detector: Detector,
@@ -147,8 +171,12 @@ def scan_file(
     thresholds: Thresholds | None = None,
 ) -> ScanResult:
     waveform, rate = read_audio_file(path)
-    detections = scan_waveform(waveform, rate, detector, ear, week=week, thresholds=thresholds)
-    return ScanResult(path, len(waveform) / rate, detections)
+    windows: list[WindowResult] = []
+    detections = scan_waveform(
+        waveform, rate, detector, ear, week=week, thresholds=thresholds, windows_out=windows
+    )
+    withheld = withheld_reasons(detections, windows, ear)
+    return ScanResult(path, len(waveform) / rate, detections, withheld)
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
@@ -174,7 +202,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
             failures += 1
             continue
         audio_s += result.duration_s
-        for d in result.detections:
+        for d, withheld in zip(result.detections, result.withheld, strict=True):
             label = detector.species_label(d.species)
             row = {
                 "file": str(path),
@@ -186,6 +214,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
                 "Scientific name": label.scientific,
                 "Common name": label.common,
                 "model_id": detector.model_id,
+                "clip_withheld": withheld,
             }
             rows.append(row)
             if args.json:
@@ -196,6 +225,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
                     f"{path.name}  {d.start_s:7.2f}-{d.end_s:7.2f} s  "
                     f"{d.species + scientific:<44} "
                     f"{d.confidence_max:.2f} (mean {d.confidence_mean:.2f})"
+                    + (f"  clip withheld: {withheld}" if withheld else "")
                 )
     elapsed_s = time.perf_counter() - started
     if args.out:
@@ -223,7 +253,11 @@ def _describe(event: Event) -> str:
             + (f" [italic]{event.scientific_name}[/]" if event.scientific_name else "")
             + f"  {event.end - event.start:.1f} s, "
             f"confidence {event.confidence_max:.2f} (mean {event.confidence_mean:.2f})  "
-            f"{event.clip or '(no clip)'}"
+            + (
+                f"clip withheld: {event.clip_withheld}"
+                if event.clip_withheld
+                else (event.clip or "(no clip)")
+            )
         )
     if isinstance(event, Health):
         return f"{when}  [yellow]{event.component} {event.status.value}:[/] {event.message}"

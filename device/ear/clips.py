@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,6 +158,7 @@ class SavedClip:
     detection: MergedDetection
     path: str  # "" when the clip could not be written
     error: str | None = None  # why it could not be written
+    withheld: str = ""  # why it was not kept on purpose ("speech": the privacy filter)
 
 
 class ClipRecorder:
@@ -170,8 +172,15 @@ class ClipRecorder:
         pre_roll_s: float,
         post_roll_s: float,
         stream_wall_s: float,
+        withhold: Callable[[float, float], str | None] | None = None,
+        analysed_until: Callable[[], float] | None = None,
     ) -> None:
+        """``withhold(start_s, end_s)`` names a reason not to keep the clip of that span (the
+        privacy filter), or None; ``analysed_until()`` is how far the models have heard, so
+        a clip is only judged once every window overlapping its post-roll was analysed."""
         self.store = store
+        self.withhold = withhold
+        self.analysed_until = analysed_until
         self.ring = ring
         self.pre_roll_s = pre_roll_s
         self.post_roll_s = post_roll_s
@@ -189,6 +198,8 @@ class ClipRecorder:
     def ready(self) -> list[SavedClip]:
         """Clips whose post-roll is in the ring now."""
         heard_s = self.ring.end_s
+        if self.analysed_until is not None:
+            heard_s = min(heard_s, self.analysed_until())
         due = [d for d in self._pending if d.end_s + self.post_roll_s <= heard_s]
         self._pending = [d for d in self._pending if d.end_s + self.post_roll_s > heard_s]
         return [self._save(d) for d in due]
@@ -199,11 +210,16 @@ class ClipRecorder:
         return [self._save(d) for d in due]
 
     def _save(self, detection: MergedDetection) -> SavedClip:
+        start_s = max(0.0, detection.start_s - self.pre_roll_s)
+        end_s = detection.end_s + self.post_roll_s
+        if self.withhold is not None:
+            reason = self.withhold(start_s, end_s)
+            if reason:
+                log.info("clip of %s withheld: %s", detection.species, reason)
+                return SavedClip(detection, "", withheld=reason)
         if self.store is None:
             return SavedClip(detection, "")
-        audio = self.ring.read_seconds(
-            max(0.0, detection.start_s - self.pre_roll_s), detection.end_s + self.post_roll_s
-        )
+        audio = self.ring.read_seconds(start_s, end_s)
         if len(audio) == 0:
             return SavedClip(detection, "")
         try:

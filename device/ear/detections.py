@@ -16,6 +16,11 @@ a named one (the first notes of a great tit song heard as "other bird", then "Gr
 the same bird and is dropped, so one song is one detection (which then starts where the
 catch-all started, when the catch-all closed first). A catch-all detection is held
 back until no named detection can overlap it any more.
+
+``min_named_windows`` (the head's open-set rule, :mod:`device.ear.openset`): a named
+detection heard in fewer windows than this is reported under the catch-all ("Bird"): a
+species the head knows sings over several windows in a row, while a bird it never heard gets
+a stray name in one window now and then.
 """
 
 from __future__ import annotations
@@ -108,9 +113,14 @@ class DetectionMerger:
         min_windows: int = 1,
         max_detection_s: float = 30.0,
         catch_all: Iterable[str] = (),
+        min_named_windows: int = 1,
     ) -> None:
         self.thresholds = thresholds
         self.catch_all = frozenset(label.lower() for label in catch_all)
+        # What a name too briefly heard becomes: the first catch-all label ("Bird").
+        self._unnamed = next(iter(catch_all), None)
+        self.min_named_windows = min_named_windows
+        self.unnamed = 0  # named detections reported as the catch-all (too few windows)
         self._held: list[MergedDetection] = []  # closed catch-alls that may still be overlapped
         self._named: list[MergedDetection] = []  # closed named ones a held catch-all may overlap
         self.suppressed = 0  # catch-all detections dropped for overlapping a named one
@@ -203,7 +213,15 @@ class DetectionMerger:
         kept = []
         for detection in sorted(closed, key=lambda o: (o.start_s, o.species)):
             if len(detection.confidences) >= self.min_windows:
-                kept.append(detection.close())
+                merged = detection.close()
+                if (
+                    self._unnamed is not None
+                    and not self._is_catch_all(merged.species)
+                    and merged.windows < self.min_named_windows
+                ):
+                    self.unnamed += 1
+                    merged = replace(merged, species=self._unnamed)
+                kept.append(merged)
             else:
                 self.rejected_short += 1
         return kept
@@ -221,6 +239,7 @@ def merge_windows(
     min_windows: int = 1,
     max_detection_s: float = 30.0,
     catch_all: Iterable[str] = (),
+    min_named_windows: int = 1,
 ) -> list[MergedDetection]:
     """All detections of a finished recording (``senses ear scan``)."""
     merger = DetectionMerger(
@@ -229,6 +248,7 @@ def merge_windows(
         min_windows=min_windows,
         max_detection_s=max_detection_s,
         catch_all=catch_all,
+        min_named_windows=min_named_windows,
     )
     detections = [d for w in windows for d in merger.add(w)]
     return sorted(detections + merger.flush(), key=lambda d: (d.start_s, d.species))

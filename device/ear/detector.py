@@ -33,6 +33,9 @@ import numpy.typing as npt
 
 from device.ear.backbone import YamnetBackbone
 from device.ear.frontend import FrontendConfig, Patch
+from device.ear.gate import EmbeddingGate
+from device.ear.openset import OpenSetRule
+from device.ear.privacy import voice_class_indices, voice_scores
 from device.ear.species import (
     DEFAULT_RANGE_THRESHOLD,
     SpeciesLabel,
@@ -66,6 +69,8 @@ class WindowResult:
     end_s: float
     presence: float  # the backbone's best bird class
     confidences: dict[str, float]  # reportable label -> confidence
+    voice: float = 0.0  # the backbone's best human-voice class (the privacy filter)
+    gate: float = 0.0  # the cascade's gate score (device/ear/gate.py): may a species model run?
 
 
 class SpeciesHead:
@@ -101,7 +106,15 @@ class SpeciesHead:
             )
         if not card.labels:
             raise EarModelError(f"{card_path}: a species head needs labels (one per output)")
-        self.labels: list[str] = list(card.labels)
+        # The head's catch-all ("other bird") is reported as what it means: a bird, unnamed.
+        self.labels: list[str] = [
+            PRESENCE_LABEL if label.lower() in CATCH_ALL_LABELS else label for label in card.labels
+        ]
+        # Optional: centroids that keep the head from naming species it was never taught.
+        open_set = config.get("open_set")
+        self.open_set: OpenSetRule | None = (
+            OpenSetRule.load(self.model.folder / str(open_set)) if open_set else None
+        )
         # Optional: {"Great Tit": "Parus major", ...} so detections carry both names.
         self.scientific_names: dict[str, str] = {
             str(k): str(v) for k, v in dict(config.get("scientific_names", {})).items()
@@ -206,7 +219,12 @@ class Detector:
     ) -> None:
         self.backbone = backbone
         self.head = head
+        try:
+            self.voice_indices: list[int] | None = voice_class_indices(backbone.labels)
+        except EarModelError:
+            self.voice_indices = None  # a backbone without voice classes: no privacy filter
         self.species = species
+        self.gate: EmbeddingGate | None = None  # the cascade's gate, when ear.gate is on
         self._labels_by_name: dict[str, SpeciesLabel] = {}
         if species is not None:
             self._labels_by_name = {
@@ -289,6 +307,13 @@ class Detector:
         return [label for label in self.labels if label.lower() in CATCH_ALL_LABELS]
 
     @property
+    def min_named_windows(self) -> int:
+        """Windows a head's name needs before a detection carries it (its open-set rule)."""
+        if self.species is None and self.head is not None and self.head.open_set is not None:
+            return self.head.open_set.min_windows
+        return 1
+
+    @property
     def model_id(self) -> str:
         """Which models name the species, e.g. ``yamnet+birdnet-v2.4`` or ``yamnet+birds``."""
         if self.species is not None:
@@ -315,14 +340,29 @@ class Detector:
             return []
         scores, embeddings = self.backbone.run(np.stack([p.features for p in patches]))
         presence = self.backbone.bird_presence(scores)
+        voice = (
+            voice_scores(scores, self.voice_indices)
+            if self.voice_indices is not None
+            else np.zeros(len(patches), dtype=np.float32)
+        )
+        gate = self.gate.probability(embeddings) if self.gate is not None else presence
         if self.head is not None:
             probabilities = self.head.run(embeddings)
             labels = self.head.labels
             reportable = self.head.reportable
             confidences = [{labels[i]: float(row[i]) for i in reportable} for row in probabilities]
+            if self.head.open_set is not None:
+                confidences = self.head.open_set.apply(embeddings, confidences, PRESENCE_LABEL)
         else:
             confidences = [{PRESENCE_LABEL: float(p)} for p in presence]
         return [
-            WindowResult(p.start_s, p.end_s, float(presence[i]), confidences[i])
+            WindowResult(
+                p.start_s,
+                p.end_s,
+                float(presence[i]),
+                confidences[i],
+                float(voice[i]),
+                float(gate[i]),
+            )
             for i, p in enumerate(patches)
         ]

@@ -33,6 +33,8 @@ from device.ear.clips import ClipRecorder, ClipStore, SavedClip
 from device.ear.detections import DetectionMerger, Thresholds
 from device.ear.detector import Detector, WindowResult
 from device.ear.frontend import Patch, StreamingFrontend
+from device.ear.gate import GATE_FOLDER, CascadeGate, GateModel
+from device.ear.privacy import SpeechGuard
 from device.ear.ring import AudioRing
 from device.ear.settings import EarConfig
 from device.ear.sources import AudioSource, FileSource, GeneratorSource, MicrophoneSource
@@ -66,6 +68,7 @@ class EarCounters:
     clipped_samples: int = 0
     overruns: int = 0
     seconds_heard: float = 0.0
+    gated: int = 0  # species-model windows the cascade's gate skipped
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -87,7 +90,9 @@ class _Stream:
     merger: DetectionMerger
     recorder: ClipRecorder
     wall_start_s: float
+    speech: SpeechGuard | None = None
     species: WaveformWindower | None = None  # the stream at the species model's rate
+    cascade: CascadeGate | None = None  # which species windows run (ear.gate)
     overruns_reported: int = 0
     clipping_reported: bool = False
 
@@ -111,6 +116,8 @@ class EarService:
         self.thresholds = thresholds_for(config, detector, strict=strict_names)
         self.frontend_config = detector.frontend_config(config.hop_frames)
         self.tally = EarCounters()
+        #: The cascade's threshold when the gate runs (set by :func:`attach_gate`), else None.
+        self.gate_threshold: float | None = None
         self.finished = False  # the source ended (a file without loop): a demo can end
         self._stream: _Stream | None = None
         self._lock = threading.RLock()
@@ -193,6 +200,11 @@ class EarService:
         )
         ring = AudioRing(source.sample_rate, longest_clip_s + RING_MARGIN_S)
         wall_start_s = self.clock.wall()
+        speech = (
+            SpeechGuard(config.privacy_threshold, horizon_s=longest_clip_s + RING_MARGIN_S)
+            if config.privacy_filter
+            else None
+        )
         stream = _Stream(
             source=source,
             frontend=StreamingFrontend(source.sample_rate, self.frontend_config),
@@ -203,6 +215,7 @@ class EarService:
                 min_windows=config.min_windows,
                 max_detection_s=config.max_detection_s,
                 catch_all=self.detector.catch_all_labels,
+                min_named_windows=self.detector.min_named_windows,
             ),
             recorder=ClipRecorder(
                 self.clip_store,
@@ -210,8 +223,20 @@ class EarService:
                 pre_roll_s=config.pre_roll_s,
                 post_roll_s=config.post_roll_s,
                 stream_wall_s=wall_start_s,
+                withhold=speech.reason if speech is not None else None,
+                analysed_until=(lambda: speech.analysed_until_s) if speech is not None else None,
             ),
             wall_start_s=wall_start_s,
+            speech=speech,
+            cascade=(
+                CascadeGate(
+                    self.gate_threshold,
+                    duty=config.gate_duty,
+                    patch_s=self.detector.backbone.frontend_config.patch_duration_s,
+                )
+                if self.gate_threshold is not None and self.detector.species is not None
+                else None
+            ),
             species=(
                 self.detector.species.windower(source.sample_rate)
                 if self.detector.species is not None
@@ -250,19 +275,38 @@ class EarService:
             self._report_input_problems(stream, emit)
 
     def _analyse(
-        self, patches: list[Patch], species_windows: list[AudioWindow]
+        self,
+        stream: _Stream,
+        patches: list[Patch],
+        species_windows: list[AudioWindow],
+        *,
+        final: bool = False,
     ) -> list[WindowResult]:
         """What goes to the merger: the species model's windows if one runs, else the head's.
 
         The backbone runs on every patch either way (presence: the gate and privacy filter
-        build on it).
+        build on it); the privacy filter hears its windows here.
         """
         presence = self.detector.analyse(patches)
+        if stream.speech is not None:
+            for window in presence:
+                stream.speech.add(window.start_s, window.end_s, window.voice)
         if self.detector.species is None:
             self.tally.windows += len(presence)
             return presence
+        cascade = stream.cascade
+        if cascade is not None:  # the species model runs only where YAMNet's gate opens
+            for window in presence:
+                cascade.add_patch(window.start_s, window.end_s, window.gate)
+            cascade.add_windows(species_windows)
+            skipped = cascade.skipped
+            species_windows = cascade.ready(final=final)
+            self.tally.gated += cascade.skipped - skipped
         self.tally.windows += len(species_windows)
-        return self.detector.analyse_species(species_windows, self.week())
+        # One window per call: the gate may release several at once, and a batch would make
+        # the interpreter allocate BirdNET's activations for all of them (+40 MB measured).
+        week = self.week()
+        return [r for w in species_windows for r in self.detector.analyse_species([w], week)]
 
     def week(self) -> int:
         """BirdNET's week (1-48) from the station's clock, for the range filter."""
@@ -275,7 +319,7 @@ class EarService:
         species_windows: list[AudioWindow],
         emit: Emit,
     ) -> None:
-        for window in self._analyse(patches, species_windows):
+        for window in self._analyse(stream, patches, species_windows):
             stream.recorder.add(stream.merger.add(window))
         self._emit_saved(stream, stream.recorder.ready(), emit)
 
@@ -289,11 +333,13 @@ class EarService:
         try:
             patches = stream.frontend.flush()
             species_windows = stream.species.flush() if stream.species is not None else []
-            for window in self._analyse(patches, species_windows):
+            for window in self._analyse(stream, patches, species_windows, final=True):
                 stream.recorder.add(stream.merger.add(window))
         except ModelError:
             log.exception("ear: the last windows of a stream could not be analysed")
         stream.recorder.add(stream.merger.flush())
+        if stream.speech is not None:  # every window is analysed: clips may be judged
+            stream.speech.analysed_until_s = float("inf")
         self._emit_saved(stream, stream.recorder.flush(), emit)
 
     def _emit_saved(self, stream: _Stream, saved: list[SavedClip], emit: Emit) -> None:
@@ -314,6 +360,7 @@ class EarService:
                     clip=clip.path,
                     scientific_name=label.scientific,
                     model_id=self.detector.model_id,
+                    clip_withheld=clip.withheld,
                 )
             )
             self._report_clip(clip, emit)
@@ -535,4 +582,31 @@ def build_ear(
     service = EarService(
         ear_config, detector, open_source, clock, store, strict_names=head_problem is None
     )
+    gate_problem = attach_gate(service, config.inference.models_dir)
+    if gate_problem is not None:
+        events.append(
+            Health(
+                ts=clock.wall(), component=MODEL, status=HealthStatus.DEGRADED, message=gate_problem
+            )
+        )
     return EarSetup(service=service, events=events, microphone=microphone)
+
+
+def attach_gate(service: EarService, models_dir: Path) -> str | None:
+    """Turn the cascade on when ``ear.gate`` asks and a species model runs; why not, if not.
+
+    Without a species model there is nothing to gate (the head costs next to nothing). A gate
+    that cannot load is not fatal: the species model then runs on every window.
+    """
+    config = service.config
+    if not config.gate or service.detector.species is None:
+        return None
+    try:
+        gate = GateModel.load(models_dir / GATE_FOLDER)
+    except ModelError as e:
+        return f"{e} (the species model runs on every window meanwhile)"
+    service.detector.gate = gate.gate
+    service.gate_threshold = (
+        config.gate_threshold if config.gate_threshold is not None else gate.threshold
+    )
+    return None

@@ -31,6 +31,8 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from device.ear.privacy import DEFAULT_THRESHOLD as DEFAULT_PRIVACY_THRESHOLD
+
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 #: The emulated microphone's soundscape, and the file source's default (hardware/sim/audio).
 DEFAULT_SOUNDSCAPE = _PROJECT_ROOT / "hardware" / "sim" / "audio" / "soundscape_demo.flac"
@@ -120,6 +122,27 @@ class EarConfig(BaseModel):
         if value is not None and not -180.0 <= value <= 180.0:
             raise ValueError(f"must be -180..180 decimal degrees (east positive), got {value}")
         return value
+
+    gate: bool = Field(
+        True,
+        description="the cascade: the species model (BirdNET) runs only on windows YAMNet's "
+        "gate opens (docs/cascade.md: it keeps >= 0.97 of BirdNET's detections)",
+    )
+    gate_threshold: float | None = Field(
+        None, gt=0, lt=1, description="gate score that opens a window; None: the measured one"
+    )
+    gate_duty: int = Field(
+        0, ge=0, le=100, description="run every Nth window even when closed; 0: never"
+    )
+    privacy_filter: bool = Field(
+        True, description="keep no clip in which YAMNet hears a human voice (rows stay)"
+    )
+    privacy_threshold: float = Field(
+        DEFAULT_PRIVACY_THRESHOLD,
+        gt=0,
+        le=1,
+        description="best YAMNet voice class that withholds a clip (device/ear/privacy.py)",
+    )
 
     @field_validator("hop_s")
     @classmethod

@@ -605,7 +605,8 @@ _SCHEMAS: Final[dict[MessageType, _Record]] = {
         required=("ts",),
     ),
     # BirdDetection: a call heard from start to end (Unix s), the species, the classifier's
-    # max and mean confidence over the call, and the name of the saved clip.
+    # max and mean confidence over the call, the name of the saved clip, and why no clip was
+    # kept when it was withheld.
     MessageType.BIRD: _Record(
         _TS,
         _Field(1, "start", _OffsetMs()),
@@ -618,6 +619,8 @@ _SCHEMAS: Final[dict[MessageType, _Record]] = {
         # named it (e.g. "yamnet+birdnet-v2.4"); absent from older stations.
         _Field(7, "scientific_name", _Text(96)),
         _Field(8, "model_id", _Text(64)),
+        # Why no clip was kept on purpose ("speech": the privacy filter); absent: kept.
+        _Field(9, "clip_withheld", _Text(), default=str),
         required=("ts",),
     ),
     MessageType.HEALTH: _Record(

@@ -22,8 +22,9 @@ def test_scan_writes_a_birdnet_style_csv_and_says_how_fast(
     rows = list(csv.DictReader(out.open()))
     assert list(rows[0]) == [
         *("file", "start", "end", "species", "confidence", "confidence_mean"),
-        *("Scientific name", "Common name", "model_id"),
+        *("Scientific name", "Common name", "model_id", "clip_withheld"),
     ]
+    assert {row["clip_withheld"] for row in rows} == {""}  # no voice near the song
     assert {row["file"] for row in rows} == {str(song)}  # the speech gave nothing
     assert {(row["Scientific name"], row["Common name"]) for row in rows} == {
         ("Parus major", "Great Tit")

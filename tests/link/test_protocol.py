@@ -110,6 +110,7 @@ BIRD = {
     "clip": "2025-10-09T06-13-20.flac",
     "scientific_name": "Turdus merula",
     "model_id": "yamnet+birdnet-v2.4",
+    "clip_withheld": "speech",
 }
 
 

@@ -343,6 +343,8 @@ def task_config(outcome: Outcome) -> dict[str, Any]:
             "yamnet_classes": bird_classes,
         },
         "scientific_names": dict(SCIENTIFIC_NAMES),
+        # Centroids that keep the head from naming species it never saw (training/birds/openset.py).
+        "open_set": "openset.json",
     }
 
 

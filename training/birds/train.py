@@ -440,4 +440,8 @@ def train_birds(
     )
     outcome.wall_time_s = time.monotonic() - started
     outcome.metrics = write_model_folder(out_dir, outcome)
+    # The open-set rule (device/ear/openset.py) belongs to the head: fitted on the same data.
+    from training.birds.openset import write_open_set
+
+    write_open_set(data_dir, out_dir, backbone)
     return outcome
