@@ -42,6 +42,7 @@ import datetime as dt
 import math
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -52,7 +53,7 @@ from device.errors import MoodBoardError
 from device.eye.backbone import Backbone, l2_normalise
 from device.eye.concept import BoardImage as StoredBoardImage
 from device.eye.concept import Calibration, Concept
-from device.eye.images import MoodBoard, board_views
+from device.eye.images import BoardPicture, MoodBoard, board_from_pictures, board_views
 from device.eye.negatives import NegativeBank
 
 Method = Literal["mbs_sgd", "logistic"]
@@ -123,16 +124,17 @@ class Rows:
     y: IntArray
     weight: npt.NDArray[np.float64]
     group: IntArray
-    #: True for rows drawn from the negative bank (None: no row is).
-    bank: npt.NDArray[np.bool_] | None = None
+    #: True for extra bank rows only the logistic recipe trains on and that are never
+    #: tested (None: none is); see :func:`pad_negatives`.
+    train_only: npt.NDArray[np.bool_] | None = None
 
     @property
-    def from_bank(self) -> npt.NDArray[np.bool_]:
-        return self.bank if self.bank is not None else np.zeros(self.y.shape[0], bool)
+    def extra(self) -> npt.NDArray[np.bool_]:
+        return self.train_only if self.train_only is not None else np.zeros(self.y.shape[0], bool)
 
     def take(self, mask: npt.NDArray[np.bool_]) -> Rows:
         return Rows(
-            self.x[mask], self.y[mask], self.weight[mask], self.group[mask], self.from_bank[mask]
+            self.x[mask], self.y[mask], self.weight[mask], self.group[mask], self.extra[mask]
         )
 
     @staticmethod
@@ -142,7 +144,7 @@ class Rows:
             np.concatenate([p.y for p in parts]),
             np.concatenate([p.weight for p in parts]),
             np.concatenate([p.group for p in parts]),
-            np.concatenate([p.from_bank for p in parts]),
+            np.concatenate([p.extra for p in parts]),
         )
 
     def n_pictures(self, label: int) -> int:
@@ -196,10 +198,18 @@ def pad_negatives(
     rng: np.random.Generator,
     exclude_groups: frozenset[int] = frozenset(),
 ) -> Rows:
-    """User negatives plus random bank rows (MBS: up to as many rows as positives)."""
+    """User negatives plus random bank rows.
+
+    Up to as many negative rows as positive rows, as Mood Board Search pads: these are what
+    every recipe is *tested* against, so with a full board of opposite pictures the figures
+    say how well the concept is told from its opposite, not from the bank. ``logistic`` gets
+    more bank rows on top (up to :data:`BANK_ROWS_PER_POSITIVE` per positive row), marked
+    ``train_only``: it trains on them, nothing is tested on them.
+    """
     n_positive = positives.x.shape[0]
-    wanted = n_positive if method == "mbs_sgd" else BANK_ROWS_PER_POSITIVE * n_positive
-    wanted = max(wanted - user_negatives.x.shape[0], 0)
+    n_user = user_negatives.x.shape[0]
+    tested = max(n_positive - n_user, 0)
+    wanted = tested if method == "mbs_sgd" else max(BANK_ROWS_PER_POSITIVE * n_positive - n_user, 0)
     allowed = np.flatnonzero(~np.isin(bank.groups, list(exclude_groups)))
     chosen = rng.choice(allowed, size=min(wanted, allowed.size), replace=False)
     # Bank groups are numbered after the board's pictures, so they never collide.
@@ -209,27 +219,15 @@ def pad_negatives(
         np.zeros(chosen.size, np.int64),
         np.ones(chosen.size),
         bank.groups[chosen] + offset,
-        np.ones(chosen.size, bool),
+        np.arange(chosen.size) >= tested,
     )
     return Rows.concat(user_negatives, bank_rows)
 
 
-def training_rows(rows: Rows, method: Method, rng: np.random.Generator) -> Rows:
-    """``rows`` as ``method`` trains on them: Mood Board Search keeps only as many bank rows
-    as it needs to pad the negatives to the positives' count; logistic keeps them all.
-
-    Every recipe is *tested* on the same rows (the bigger pool), so their figures compare.
-    """
-    if method != "mbs_sgd":
-        return rows
-    is_bank = rows.from_bank
-    wanted = max(int((rows.y == 1).sum()) - int((~is_bank & (rows.y == 0)).sum()), 0)
-    bank_idx = np.flatnonzero(is_bank)
-    if bank_idx.size <= wanted:
-        return rows
-    keep = ~is_bank
-    keep[rng.choice(bank_idx, size=wanted, replace=False)] = True
-    return rows.take(keep)
+def training_rows(rows: Rows, method: Method) -> Rows:
+    """``rows`` as ``method`` trains on them: Mood Board Search leaves out the extra bank rows
+    (it pads the negatives only up to the positives' count), logistic takes them all."""
+    return rows.take(~rows.extra) if method == "mbs_sgd" else rows
 
 
 def _folds(rows: Rows, k: int, rng: np.random.Generator) -> IntArray:
@@ -279,24 +277,28 @@ def cross_validate(
     scores = np.zeros(rows.y.shape[0], np.float32)
     correct = np.zeros(rows.y.shape[0], bool)
     picks = []
+    tested = ~rows.extra
     for f in range(k):
-        test = fold == f
-        train = rows.take(~test)
+        test = (fold == f) & tested
+        # The extra rows of this fold are left out too: views of one bank picture may be
+        # both tested and extra, and must not be trained on while a sibling is tested.
+        train = rows.take(fold != f)
         recipe = (
             candidates[0]
             if len(candidates) == 1
             else select_recipe(train, candidates, seed, INNER_FOLDS).chosen
         )
         picks.append(recipe)
-        fit = fit_direction(training_rows(train, recipe.method, rng), recipe, seed)
+        fit = fit_direction(training_rows(train, recipe.method), recipe, seed)
         scores[test] = rows.x[test] @ fit.direction
         correct[test] = fit.decide(rows.x[test]) == (rows.y[test] == 1)
-    recall = [float(correct[rows.y == label].mean()) for label in (0, 1)]
+    labels = rows.y[tested]
+    recall = [float(correct[tested][labels == label].mean()) for label in (0, 1)]
     return CrossValidation(
         balanced_accuracy=float(np.mean(recall)),
-        auc=float(roc_auc_score(rows.y, scores)),
-        scores=scores,
-        labels=rows.y,
+        auc=float(roc_auc_score(labels, scores[tested])),
+        scores=scores[tested],
+        labels=labels,
         picks=tuple(picks),
     )
 
@@ -528,7 +530,7 @@ def _stability(positives: Rows, negatives: Rows, method: Recipe, seed: int) -> f
         if np.unique(sample).size < 2:
             continue
         parts = [positives.take(positives.group == g) for g in sample]
-        rows = training_rows(Rows.concat(*parts, negatives), method.method, rng)
+        rows = training_rows(Rows.concat(*parts, negatives), method.method)
         fit = fit_direction(rows, method, seed)
         vectors.append(fit.direction)
     if len(vectors) < 2:
@@ -561,8 +563,8 @@ def train_concept(
         raise MoodBoardError(f"unknown method {method!r}: use one of {', '.join(METHOD_CHOICES)}")
     started_s = time.perf_counter()
     positives, user_negatives = embed_board(board, backbone)
-    # auto tests every candidate on one pool, as large as the logistic recipe wants (Mood
-    # Board Search's recipe trains on a subsample of it: training_rows).
+    # auto tests every candidate on the same rows; the pool holds the logistic recipe's extra
+    # bank rows, which Mood Board Search's recipe leaves out (training_rows).
     pool_method: Method = "logistic" if method == AUTO else method
     candidates = CANDIDATES if method == AUTO else (DEFAULT_RECIPES[method],)
     rng = np.random.default_rng(seed)
@@ -588,7 +590,7 @@ def train_concept(
     p_value = welch_p_value(aucs, null)
     empirical_p = (1 + sum(a >= float(np.mean(aucs)) for a in null)) / (1 + len(null))
 
-    fit = fit_direction(training_rows(rows, recipe.method, rng), recipe, seed)
+    fit = fit_direction(training_rows(rows, recipe.method), recipe, seed)
     chosen_cv = dict(selection.results).get(recipe) or runs[0]
     calibration = fit_calibration(chosen_cv.scores, chosen_cv.labels)
     stability = _stability(positives, negatives, recipe, seed)
@@ -683,3 +685,26 @@ def train_concept(
         },
     )
     return TrainingResult(concept, report)
+
+
+def train_from_pictures(
+    pictures: Sequence[BoardPicture],
+    name: str,
+    backbone: Backbone,
+    bank: NegativeBank,
+    *,
+    method: MethodChoice = AUTO,
+    seed: int = 0,
+) -> TrainingResult:
+    """Train a concept from pictures in memory (a board sent by the phone).
+
+    The entry point for boards that are not folders: ``pictures`` are
+    :class:`~device.eye.images.BoardPicture` (encoded bytes or RGB pixels, role "positive" or
+    "negative", weight). Raises :class:`~device.errors.MoodBoardError` (every problem listed)
+    for a board that cannot be used; otherwise returns the concept and its quality report,
+    whose ``refused_because`` is the reason to refuse it (None: good to save). Saving (and
+    ``--force``-like overrides) is the caller's decision; nothing is written here.
+    """
+    return train_concept(
+        board_from_pictures(pictures), backbone, bank, name, method=method, seed=seed
+    )
