@@ -226,18 +226,33 @@ def pad_negatives(
 
 def training_rows(rows: Rows, method: Method) -> Rows:
     """``rows`` as ``method`` trains on them: Mood Board Search leaves out the extra bank rows
-    (it pads the negatives only up to the positives' count), logistic takes them all."""
-    return rows.take(~rows.extra) if method == "mbs_sgd" else rows
+    (it pads the negatives only up to the positives' count), logistic takes them all.
+
+    A cross-validation fold left without any other negative keeps the extra rows.
+    """
+    if method != "mbs_sgd":
+        return rows
+    kept = rows.take(~rows.extra)
+    return kept if (kept.y == 0).any() else rows
 
 
 def _folds(rows: Rows, k: int, rng: np.random.Generator) -> IntArray:
-    """A fold number per row: pictures of each class dealt round-robin, views kept together."""
+    """A fold number per row: pictures of each class dealt round-robin, views kept together.
+
+    Negatives that are tested are dealt first, then the pictures only the extra (train-only)
+    rows come from, so every fold gets its share of both.
+    """
     fold = np.zeros(rows.y.shape[0], np.int64)
-    for label in (0, 1):
-        groups = np.unique(rows.group[rows.y == label])
+    extra = rows.extra
+    kinds = (rows.y == 1, (rows.y == 0) & ~extra, (rows.y == 0) & extra)
+    dealt: set[int] = set()
+    for kind in kinds:
+        groups = np.array([g for g in np.unique(rows.group[kind]) if int(g) not in dealt])
         rng.shuffle(groups)
+        label = rows.y[kind][0] if kind.any() else 0
         for i, g in enumerate(groups):
             fold[(rows.group == g) & (rows.y == label)] = i % k
+            dealt.add(int(g))
     return fold
 
 

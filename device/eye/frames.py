@@ -72,12 +72,28 @@ class FrameQueue:
             self.puts += 1
             self._ready.notify()
 
+    def put_when_room(self, frame: Frame, stop: threading.Event) -> bool:
+        """Wait for room, then add ``frame`` (nothing is dropped); False if ``stop`` came first.
+
+        For sources that are not live (files read as fast as they decode): there waiting
+        costs nothing, and dropping would only waste the decoding.
+        """
+        with self._ready:
+            while len(self._frames) == self.capacity:
+                if stop.is_set() or self._closed:
+                    return False
+                self._ready.wait(0.05)
+        self.put(frame)
+        return True
+
     def get(self, timeout_s: float | None = None) -> Frame | None:
         """The oldest waiting frame; ``None`` after ``timeout_s`` or once closed and empty."""
         with self._ready:
             if not self._frames and not self._closed:
                 self._ready.wait(timeout_s)
-            return self._frames.popleft() if self._frames else None
+            frame = self._frames.popleft() if self._frames else None
+            self._ready.notify_all()  # a producer may be waiting for room (put_when_room)
+            return frame
 
     def close(self) -> None:
         """No more frames will come: wake the consumer."""
@@ -101,7 +117,8 @@ class CaptureThread:
     ``on_health`` is called (from this thread) with a FAILED event when the source fails
     and an OK event when it delivers again. When the source ends (a video without loop)
     the queue is closed. Paced sources (files, stills) are read at their ``fps`` on
-    ``clock``, unless ``paced`` is False (benchmarks read files as fast as they decode).
+    ``clock``, unless ``paced`` is False (benchmarks read files as fast as they decode;
+    then the thread waits for room in the queue rather than decode frames to drop).
 
     ``prepare`` (optional) turns each frame into the backbone's full-frame input here, on the
     capture thread: decoding, colour conversion and resizing of frame n+1 then run while the
@@ -205,7 +222,12 @@ class CaptureThread:
                 self._health(HealthStatus.OK, f"{self.source.name} delivers frames again")
             ts, monotonic_s = self.clock.wall(), self.clock.monotonic()
             model_input = self.prepare(rgb) if self.prepare is not None else None
-            self.queue.put(Frame(rgb, ts, monotonic_s, index, model_input))
+            frame = Frame(rgb, ts, monotonic_s, index, model_input)
+            if not self.paced:
+                if not self.queue.put_when_room(frame, self._stop):
+                    return
+            else:
+                self.queue.put(frame)
             index += 1
             fps = self.source.fps if self.paced else None
             if fps is not None:
