@@ -110,8 +110,11 @@ def vivid(p: Picture, rng: np.random.Generator) -> Picture:
 # --- generated compositions ----------------------------------------------------------------
 
 
-def _hsv_colour(rng: np.random.Generator, sat: tuple[float, float], val: tuple[float, float]):
-    hsv = np.uint8([[[rng.uniform(0, 180), rng.uniform(*sat) * 255, rng.uniform(*val) * 255]]])
+def _hsv_colour(
+    rng: np.random.Generator, sat: tuple[float, float], val: tuple[float, float]
+) -> tuple[float, ...]:
+    hue, saturation, value = rng.uniform(0, 180), rng.uniform(*sat) * 255, rng.uniform(*val) * 255
+    hsv = np.array([[[hue, saturation, value]]]).astype(np.uint8)
     return tuple(float(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0])
 
 
