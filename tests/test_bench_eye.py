@@ -25,6 +25,19 @@ def test_eye_benchmark_reports_its_ratios_as_one_json_object(
     assert result["full_frame_vs_limit"] == pytest.approx(
         result["full_frame_fps"] / limit, abs=0.01
     )
+    # The eye as the station runs it (capture thread + scoring thread), in wall seconds.
+    assert result["running_service_fps"] > 0
+    assert result["running_service_vs_limit"] == pytest.approx(
+        result["running_service_fps"] / result["limit_wall_invokes_per_s"], abs=0.01
+    )
+    assert result["scoring_chain_cpu_ms_per_frame"] > 0
+    assert result["capture_cpu_ms_per_frame"] > 0
+    assert result["scoring_chain_vs_limit"] == pytest.approx(
+        1000 / result["scoring_chain_cpu_ms_per_frame"] / limit, rel=0.02
+    )
+    stages = result["stages_cpu_ms_per_frame"]
+    assert set(stages) == {"decode", "bgr_to_rgb", "resize_to_model", "embed", "score_rest"}
+    assert stages["embed"] > 0
     assert result["crop_maps_ceiling_per_s"] == pytest.approx(limit / len(mbs_crops()), abs=0.01)
     modes = result["crop_modes"]
     assert set(modes) == {"all", "round_robin_1", "round_robin_2", "round_robin_4"}

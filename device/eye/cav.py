@@ -5,10 +5,20 @@ Two linear recipes on L2-normalised embeddings (research/cav.md §1.3, §2):
 * ``mbs_sgd``: Mood Board Search / TCAV exactly: ``SGDClassifier`` (hinge loss, alpha 0.01,
   max_iter 1000, tol 1e-3, seeded), positives labelled 0, CAV = ``-coef`` normalised,
   negatives padded from the bank to as many rows as the positives, sample weights honoured.
-* ``logistic`` (the default): L2-regularised logistic regression with balanced class weights
-  against four times as many bank rows as positive rows. More random counter-examples pin
-  down "what is *not* the concept" better, and the balanced loss keeps the many negatives
-  from drowning the board; ``tests/eye/test_concepts.py`` prints the comparison.
+* ``logistic``: L2-regularised logistic regression with balanced class weights against four
+  times as many bank rows as positive rows. More random counter-examples pin down "what is
+  *not* the concept" better, and the balanced loss keeps the many negatives from drowning
+  the board.
+
+Neither wins everywhere: logistic is better on object boards (cats, hot dogs;
+``tests/eye/test_concepts.py``), Mood Board Search's SGD on some abstract boards (light,
+texture, colour; ``tests/eye/test_abstract_boards.py``, docs/eye-recipes.md). So by default
+(``method="auto"``) the recipe *and* its regularisation strength are chosen per board among
+:data:`CANDIDATES` by the cross-validation that is run anyway, and the choice is **nested**:
+each outer fold picks its recipe on inner folds of its own training pictures only, so the
+printed accuracy and AUC (and the refusal gate built on them) judge the whole procedure
+"choose, then train" on pictures it never saw. A forced ``method`` trains that recipe at its
+default strength, with plain cross-validation (nothing is chosen, nothing to nest).
 
 Honesty (what MBS lacks; TCAV's tests, adapted to a handful of images):
 
@@ -30,7 +40,9 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -41,16 +53,58 @@ from device.errors import MoodBoardError
 from device.eye.backbone import Backbone, l2_normalise
 from device.eye.concept import BoardImage as StoredBoardImage
 from device.eye.concept import Calibration, Concept
-from device.eye.images import MoodBoard, board_views
+from device.eye.images import BoardPicture, MoodBoard, board_from_pictures, board_views
 from device.eye.negatives import NegativeBank
 
 Method = Literal["mbs_sgd", "logistic"]
 METHODS: Final[tuple[Method, ...]] = ("logistic", "mbs_sgd")
+#: The recipe preferred when candidates tie, and the one a board too small to choose gets.
 DEFAULT_METHOD: Final[Method] = "logistic"
+MethodChoice = Literal["auto", "mbs_sgd", "logistic"]
+AUTO: Final = "auto"
+METHOD_CHOICES: Final[tuple[MethodChoice, ...]] = ("auto", *METHODS)
 MAX_FOLDS: Final = 5
+#: Folds of the inner cross-validation that picks a recipe inside each outer fold.
+INNER_FOLDS: Final = 3
 #: Bank rows per positive row for the ``logistic`` recipe (MBS pads to one per positive).
 BANK_ROWS_PER_POSITIVE: Final = 4
 LOGISTIC_C: Final = 10.0
+MBS_ALPHA: Final = 0.01
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One linear recipe at one regularisation strength (``C`` for logistic, ``alpha`` for
+    SGD: a larger C or a smaller alpha fits the board more tightly)."""
+
+    method: Method
+    strength: float
+
+    @property
+    def label(self) -> str:
+        knob = "C" if self.method == "logistic" else "alpha"
+        return f"{self.method} {knob}={self.strength:g}"
+
+
+#: Each recipe at its usual strength, what ``--method`` forces.
+DEFAULT_RECIPES: Final[dict[Method, Recipe]] = {
+    "logistic": Recipe("logistic", LOGISTIC_C),
+    "mbs_sgd": Recipe("mbs_sgd", MBS_ALPHA),
+}
+#: What ``auto`` chooses among, in order of preference when they tie. Two strengths each:
+#: every candidate multiplies the cost of training (see docs/eye-recipes.md).
+CANDIDATES: Final[tuple[Recipe, ...]] = (
+    Recipe("logistic", LOGISTIC_C),
+    Recipe("logistic", 1.0),
+    Recipe("mbs_sgd", MBS_ALPHA),
+    Recipe("mbs_sgd", 0.1),
+)
+
+
+def as_recipe(recipe: Recipe | Method) -> Recipe:
+    return recipe if isinstance(recipe, Recipe) else DEFAULT_RECIPES[recipe]
+
+
 CONCEPT_RUNS: Final = 5
 NULL_RUNS: Final = 20
 BOOTSTRAP_RUNS: Final = 10
@@ -70,9 +124,18 @@ class Rows:
     y: IntArray
     weight: npt.NDArray[np.float64]
     group: IntArray
+    #: True for extra bank rows only the logistic recipe trains on and that are never
+    #: tested (None: none is); see :func:`pad_negatives`.
+    train_only: npt.NDArray[np.bool_] | None = None
+
+    @property
+    def extra(self) -> npt.NDArray[np.bool_]:
+        return self.train_only if self.train_only is not None else np.zeros(self.y.shape[0], bool)
 
     def take(self, mask: npt.NDArray[np.bool_]) -> Rows:
-        return Rows(self.x[mask], self.y[mask], self.weight[mask], self.group[mask])
+        return Rows(
+            self.x[mask], self.y[mask], self.weight[mask], self.group[mask], self.extra[mask]
+        )
 
     @staticmethod
     def concat(*parts: Rows) -> Rows:
@@ -81,7 +144,11 @@ class Rows:
             np.concatenate([p.y for p in parts]),
             np.concatenate([p.weight for p in parts]),
             np.concatenate([p.group for p in parts]),
+            np.concatenate([p.extra for p in parts]),
         )
+
+    def n_pictures(self, label: int) -> int:
+        return len(np.unique(self.group[self.y == label]))
 
 
 @dataclass(frozen=True)
@@ -97,20 +164,21 @@ class LinearFit:
         return decision
 
 
-def fit_direction(rows: Rows, method: Method, seed: int) -> LinearFit:
+def fit_direction(rows: Rows, method: Recipe | Method, seed: int) -> LinearFit:
     """Fit one recipe on ``rows``; the direction points towards the concept."""
     # scikit-learn and SciPy are imported where training needs them: they take seconds to
     # import, and every `senses` command (the daemon too) imports this module's CLI.
     from sklearn.linear_model import LogisticRegression, SGDClassifier
 
-    if method == "mbs_sgd":
-        sgd = SGDClassifier(alpha=0.01, max_iter=1000, tol=1e-3, random_state=seed)
+    recipe = as_recipe(method)
+    if recipe.method == "mbs_sgd":
+        sgd = SGDClassifier(alpha=recipe.strength, max_iter=1000, tol=1e-3, random_state=seed)
         # MBS labels positives 0, so its coefficients point away from the concept.
         sgd.fit(rows.x, 1 - rows.y, sample_weight=rows.weight)
         coef = -np.asarray(sgd.coef_[0], dtype=np.float32)
         bias = -float(sgd.intercept_[0])
     else:
-        logistic = LogisticRegression(C=LOGISTIC_C, class_weight="balanced", max_iter=2000)
+        logistic = LogisticRegression(C=recipe.strength, class_weight="balanced", max_iter=2000)
         logistic.fit(rows.x, rows.y, sample_weight=rows.weight)
         coef = np.asarray(logistic.coef_[0], dtype=np.float32)
         bias = float(logistic.intercept_[0])
@@ -130,10 +198,18 @@ def pad_negatives(
     rng: np.random.Generator,
     exclude_groups: frozenset[int] = frozenset(),
 ) -> Rows:
-    """User negatives plus random bank rows (MBS: up to as many rows as positives)."""
+    """User negatives plus random bank rows.
+
+    Up to as many negative rows as positive rows, as Mood Board Search pads: these are what
+    every recipe is *tested* against, so with a full board of opposite pictures the figures
+    say how well the concept is told from its opposite, not from the bank. ``logistic`` gets
+    more bank rows on top (up to :data:`BANK_ROWS_PER_POSITIVE` per positive row), marked
+    ``train_only``: it trains on them, nothing is tested on them.
+    """
     n_positive = positives.x.shape[0]
-    wanted = n_positive if method == "mbs_sgd" else BANK_ROWS_PER_POSITIVE * n_positive
-    wanted = max(wanted - user_negatives.x.shape[0], 0)
+    n_user = user_negatives.x.shape[0]
+    tested = max(n_positive - n_user, 0)
+    wanted = tested if method == "mbs_sgd" else max(BANK_ROWS_PER_POSITIVE * n_positive - n_user, 0)
     allowed = np.flatnonzero(~np.isin(bank.groups, list(exclude_groups)))
     chosen = rng.choice(allowed, size=min(wanted, allowed.size), replace=False)
     # Bank groups are numbered after the board's pictures, so they never collide.
@@ -143,18 +219,40 @@ def pad_negatives(
         np.zeros(chosen.size, np.int64),
         np.ones(chosen.size),
         bank.groups[chosen] + offset,
+        np.arange(chosen.size) >= tested,
     )
     return Rows.concat(user_negatives, bank_rows)
 
 
+def training_rows(rows: Rows, method: Method) -> Rows:
+    """``rows`` as ``method`` trains on them: Mood Board Search leaves out the extra bank rows
+    (it pads the negatives only up to the positives' count), logistic takes them all.
+
+    A cross-validation fold left without any other negative keeps the extra rows.
+    """
+    if method != "mbs_sgd":
+        return rows
+    kept = rows.take(~rows.extra)
+    return kept if (kept.y == 0).any() else rows
+
+
 def _folds(rows: Rows, k: int, rng: np.random.Generator) -> IntArray:
-    """A fold number per row: pictures of each class dealt round-robin, views kept together."""
+    """A fold number per row: pictures of each class dealt round-robin, views kept together.
+
+    Negatives that are tested are dealt first, then the pictures only the extra (train-only)
+    rows come from, so every fold gets its share of both.
+    """
     fold = np.zeros(rows.y.shape[0], np.int64)
-    for label in (0, 1):
-        groups = np.unique(rows.group[rows.y == label])
+    extra = rows.extra
+    kinds = (rows.y == 1, (rows.y == 0) & ~extra, (rows.y == 0) & extra)
+    dealt: set[int] = set()
+    for kind in kinds:
+        groups = np.array([g for g in np.unique(rows.group[kind]) if int(g) not in dealt])
         rng.shuffle(groups)
+        label = rows.y[kind][0] if kind.any() else 0
         for i, g in enumerate(groups):
             fold[(rows.group == g) & (rows.y == label)] = i % k
+            dealt.add(int(g))
     return fold
 
 
@@ -164,31 +262,94 @@ class CrossValidation:
     auc: float
     scores: FloatArray  # out-of-fold cosine per row
     labels: IntArray
+    #: The recipe each outer fold used (one entry per fold; all the same when not nested).
+    picks: tuple[Recipe, ...] = ()
+
+    @property
+    def merit(self) -> float:
+        """What recipes are chosen by: the refusal gate needs accuracy, ranking needs AUC."""
+        return self.balanced_accuracy + self.auc
 
 
-def cross_validate(rows: Rows, method: Method, seed: int) -> CrossValidation:
+def cross_validate(
+    rows: Rows,
+    method: Recipe | Method | tuple[Recipe, ...],
+    seed: int,
+    folds: int = MAX_FOLDS,
+) -> CrossValidation:
+    """Out-of-fold balanced accuracy and cosine AUC, k-fold by picture.
+
+    Given several candidate recipes, each fold first picks one on inner folds of its own
+    training rows (:func:`select_recipe`): nested cross-validation, so the figures are
+    those of the procedure "choose, then train", not of the luckiest candidate.
+    """
     from sklearn.metrics import roc_auc_score
 
-    """Out-of-fold balanced accuracy and cosine AUC, k-fold by picture."""
-    n_pictures = len(np.unique(rows.group[rows.y == 1]))
-    k = min(MAX_FOLDS, n_pictures)
+    candidates = method if isinstance(method, tuple) else (as_recipe(method),)
+    k = min(folds, rows.n_pictures(1))
     rng = np.random.default_rng(seed)
     fold = _folds(rows, k, rng)
     scores = np.zeros(rows.y.shape[0], np.float32)
     correct = np.zeros(rows.y.shape[0], bool)
+    picks = []
+    tested = ~rows.extra
     for f in range(k):
-        test = fold == f
-        train = rows.take(~test)
-        fit = fit_direction(train, method, seed)
+        test = (fold == f) & tested
+        # The extra rows of this fold are left out too: views of one bank picture may be
+        # both tested and extra, and must not be trained on while a sibling is tested.
+        train = rows.take(fold != f)
+        recipe = (
+            candidates[0]
+            if len(candidates) == 1
+            else select_recipe(train, candidates, seed, INNER_FOLDS).chosen
+        )
+        picks.append(recipe)
+        fit = fit_direction(training_rows(train, recipe.method), recipe, seed)
         scores[test] = rows.x[test] @ fit.direction
         correct[test] = fit.decide(rows.x[test]) == (rows.y[test] == 1)
-    recall = [float(correct[rows.y == label].mean()) for label in (0, 1)]
+    labels = rows.y[tested]
+    recall = [float(correct[tested][labels == label].mean()) for label in (0, 1)]
     return CrossValidation(
         balanced_accuracy=float(np.mean(recall)),
-        auc=float(roc_auc_score(rows.y, scores)),
-        scores=scores,
-        labels=rows.y,
+        auc=float(roc_auc_score(labels, scores[tested])),
+        scores=scores[tested],
+        labels=labels,
+        picks=tuple(picks),
     )
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The recipe chosen for some rows and every candidate's cross-validation on them."""
+
+    chosen: Recipe
+    results: tuple[tuple[Recipe, CrossValidation], ...]
+
+    def why(self) -> str:
+        best = dict(self.results)[self.chosen]
+        if len(self.results) == 1:
+            return f"{self.chosen.label} was asked for (--method)"
+        if len({round(cv.merit, 9) for _, cv in self.results}) == 1:
+            return f"all candidates tie on this board; {self.chosen.label} is preferred"
+        runner = max((r for r in self.results if r[0] != self.chosen), key=lambda r: r[1].merit)
+        return (
+            f"{self.chosen.label} had the best cross-validated accuracy + AUC "
+            f"({best.balanced_accuracy:.2f} + {best.auc:.2f}); next best "
+            f"{runner[0].label} ({runner[1].balanced_accuracy:.2f} + {runner[1].auc:.2f})"
+        )
+
+
+def select_recipe(
+    rows: Rows, candidates: tuple[Recipe, ...], seed: int, folds: int = MAX_FOLDS
+) -> Selection:
+    """Cross-validate every candidate on ``rows`` and keep the one with the best
+    accuracy + AUC (ties go to the earlier candidate). Too few pictures to cross-validate
+    (fewer than two of the concept) keeps the first candidate."""
+    if len(candidates) == 1 or rows.n_pictures(1) < 2:
+        return Selection(candidates[0], ())
+    results = tuple((c, cross_validate(rows, c, seed, folds)) for c in candidates)
+    chosen = max(results, key=lambda r: r[1].merit)[0]  # max keeps the first of equals
+    return Selection(chosen, results)
 
 
 def fit_calibration(scores: FloatArray, labels: IntArray) -> Calibration:
@@ -205,9 +366,22 @@ def fit_calibration(scores: FloatArray, labels: IntArray) -> Calibration:
 
 @dataclass(frozen=True)
 class MethodResult:
+    """One candidate recipe's plain cross-validation on the whole board (why it was, or was
+    not, chosen)."""
+
     method: Method
     cv_accuracy: float
     cv_auc: float
+    strength: float = math.nan
+    chosen: bool = False
+
+    @property
+    def label(self) -> str:
+        return (
+            Recipe(self.method, self.strength).label
+            if math.isfinite(self.strength)
+            else (self.method)
+        )
 
 
 @dataclass
@@ -230,6 +404,17 @@ class QualityReport:
     calibration_midpoint: float
     comparison: list[MethodResult] = field(default_factory=list)
     refused_because: str | None = None
+    #: The recipe trained (method and strength), how it was picked, and why.
+    strength: float = math.nan
+    selection: str = "forced"  # "auto" (chosen per board) or "forced" (--method)
+    chosen_because: str = ""
+    #: How often each recipe won the inner choice in the outer folds (auto only).
+    fold_picks: dict[str, int] = field(default_factory=dict)
+    training_s: float = math.nan
+
+    @property
+    def recipe(self) -> str:
+        return Recipe(self.method, self.strength).label
 
     @property
     def accepted(self) -> bool:
@@ -250,10 +435,14 @@ class QualityReport:
             "stability": self.stability,
             "negatives": "user opposite images + shipped negative bank (negative_bank.npz)",
             "comparison": {
-                r.method: {"cv_accuracy": r.cv_accuracy, "cv_auc": r.cv_auc}
-                for r in self.comparison
+                r.label: {"cv_accuracy": r.cv_accuracy, "cv_auc": r.cv_auc} for r in self.comparison
             },
             "refused_because": self.refused_because,
+            "strength": self.strength,
+            "selection": self.selection,
+            "chosen_because": self.chosen_because,
+            "nested_cv": self.selection == AUTO,
+            "fold_picks": dict(self.fold_picks),
         }
 
 
@@ -289,7 +478,7 @@ def embed_board(board: MoodBoard, backbone: Backbone) -> tuple[Rows, Rows]:
 
 
 def _null_aucs(
-    n_pictures: int, views_per_picture: int, bank: NegativeBank, method: Method, seed: int
+    n_pictures: int, views_per_picture: int, bank: NegativeBank, recipe: Recipe, seed: int
 ) -> list[float]:
     """CV AUCs of random "concepts": bank pictures that share nothing, vs the rest."""
     rng = np.random.default_rng(seed + 7919)
@@ -314,10 +503,15 @@ def _null_aucs(
             np.zeros(0, np.int64),
         )
         negatives = pad_negatives(
-            positives, empty, bank, method, rng, exclude_groups=frozenset(int(g) for g in picked)
+            positives,
+            empty,
+            bank,
+            recipe.method,
+            rng,
+            exclude_groups=frozenset(int(g) for g in picked),
         )
         rows = Rows.concat(positives, negatives)
-        aucs.append(cross_validate(rows, method, seed + run).auc)
+        aucs.append(cross_validate(rows, recipe, seed + run).auc)
     return aucs
 
 
@@ -342,7 +536,7 @@ def welch_p_value(concept: list[float], null: list[float]) -> float:
     return float(stats.t.sf(t, dof))
 
 
-def _stability(positives: Rows, negatives: Rows, method: Method, seed: int) -> float:
+def _stability(positives: Rows, negatives: Rows, method: Recipe, seed: int) -> float:
     rng = np.random.default_rng(seed + 104729)
     pictures = np.unique(positives.group)
     vectors = []
@@ -351,7 +545,8 @@ def _stability(positives: Rows, negatives: Rows, method: Method, seed: int) -> f
         if np.unique(sample).size < 2:
             continue
         parts = [positives.take(positives.group == g) for g in sample]
-        fit = fit_direction(Rows.concat(*parts, negatives), method, seed)
+        rows = training_rows(Rows.concat(*parts, negatives), method.method)
+        fit = fit_direction(rows, method, seed)
         vectors.append(fit.direction)
     if len(vectors) < 2:
         return float("nan")
@@ -367,48 +562,101 @@ def train_concept(
     bank: NegativeBank,
     name: str,
     *,
-    method: Method = DEFAULT_METHOD,
+    method: MethodChoice = AUTO,
     seed: int = 0,
     compare: bool = True,
 ) -> TrainingResult:
-    """Train, test and calibrate a concept. The report says whether it should be refused."""
+    """Train, test and calibrate a concept. The report says whether it should be refused.
+
+    ``method="auto"`` chooses the recipe per board (see the module docstring); a recipe name
+    forces it. ``compare`` adds the other recipe's cross-validation to a forced report (auto
+    reports every candidate anyway).
+    """
+    from threadpoolctl import threadpool_limits
+
+    # Hundreds of small fits (a board is ~100-200 rows of 1024): BLAS threads only add
+    # hand-offs, and on a busy station they fight the senses for the cores (a logistic fit
+    # measured 66 ms CPU with OpenBLAS's threads, 8 ms on one).
+    with threadpool_limits(limits=1):
+        return _train_concept(
+            board, backbone, bank, name, method=method, seed=seed, compare=compare
+        )
+
+
+def _train_concept(
+    board: MoodBoard,
+    backbone: Backbone,
+    bank: NegativeBank,
+    name: str,
+    *,
+    method: MethodChoice = AUTO,
+    seed: int = 0,
+    compare: bool = True,
+) -> TrainingResult:
     if not name.strip():
         raise MoodBoardError("a concept needs a name (--name)")
+    if method not in METHOD_CHOICES:
+        raise MoodBoardError(f"unknown method {method!r}: use one of {', '.join(METHOD_CHOICES)}")
+    started_s = time.perf_counter()
     positives, user_negatives = embed_board(board, backbone)
+    # auto tests every candidate on the same rows; the pool holds the logistic recipe's extra
+    # bank rows, which Mood Board Search's recipe leaves out (training_rows).
+    pool_method: Method = "logistic" if method == AUTO else method
+    candidates = CANDIDATES if method == AUTO else (DEFAULT_RECIPES[method],)
     rng = np.random.default_rng(seed)
-    negatives = pad_negatives(positives, user_negatives, bank, method, rng)
+    negatives = pad_negatives(positives, user_negatives, bank, pool_method, rng)
     rows = Rows.concat(positives, negatives)
 
-    runs = [cross_validate(rows, method, seed)]
+    selection = select_recipe(rows, candidates, seed)
+    recipe = selection.chosen
+    runs = [cross_validate(rows, candidates, seed)]
     for run in range(1, CONCEPT_RUNS):
         run_rng = np.random.default_rng(seed + run)
         run_rows = Rows.concat(
-            positives, pad_negatives(positives, user_negatives, bank, method, run_rng)
+            positives, pad_negatives(positives, user_negatives, bank, pool_method, run_rng)
         )
-        runs.append(cross_validate(run_rows, method, seed + run))
+        runs.append(cross_validate(run_rows, candidates, seed + run))
     n_pictures = len(board.positives)
     views = positives.x.shape[0] // max(n_pictures, 1)
-    null = _null_aucs(n_pictures, views, bank, method, seed)
+    # The null is the chosen recipe on random boards: a nested estimate has no selection
+    # bonus to correct for, so the same recipe on pictures that share nothing is its chance.
+    null = _null_aucs(n_pictures, views, bank, recipe, seed)
     accuracies = [r.balanced_accuracy for r in runs]
     aucs = [r.auc for r in runs]
     p_value = welch_p_value(aucs, null)
     empirical_p = (1 + sum(a >= float(np.mean(aucs)) for a in null)) / (1 + len(null))
 
-    fit = fit_direction(rows, method, seed)
-    calibration = fit_calibration(runs[0].scores, runs[0].labels)
-    stability = _stability(positives, negatives, method, seed)
-    comparison = []
-    if compare:
+    fit = fit_direction(training_rows(rows, recipe.method), recipe, seed)
+    chosen_cv = dict(selection.results).get(recipe) or runs[0]
+    calibration = fit_calibration(chosen_cv.scores, chosen_cv.labels)
+    stability = _stability(positives, negatives, recipe, seed)
+    comparison = [
+        MethodResult(c.method, cv.balanced_accuracy, cv.auc, c.strength, c == recipe)
+        for c, cv in selection.results
+    ]
+    if method != AUTO and compare:
+        comparison.append(
+            MethodResult(
+                recipe.method, chosen_cv.balanced_accuracy, chosen_cv.auc, recipe.strength, True
+            )
+        )
         for other in METHODS:
             if other == method:
-                comparison.append(MethodResult(method, runs[0].balanced_accuracy, runs[0].auc))
                 continue
+            other_recipe = DEFAULT_RECIPES[other]
             other_rows = Rows.concat(
                 positives,
                 pad_negatives(positives, user_negatives, bank, other, np.random.default_rng(seed)),
             )
-            cv = cross_validate(other_rows, other, seed)
-            comparison.append(MethodResult(other, cv.balanced_accuracy, cv.auc))
+            cv = cross_validate(other_rows, other_recipe, seed)
+            comparison.append(
+                MethodResult(other, cv.balanced_accuracy, cv.auc, other_recipe.strength)
+            )
+    fold_picks: dict[str, int] = {}
+    if method == AUTO:
+        for run_cv in runs:
+            for pick in run_cv.picks:
+                fold_picks[pick.label] = fold_picks.get(pick.label, 0) + 1
 
     cv_accuracy = float(np.mean(accuracies))
     refused = None
@@ -424,7 +672,7 @@ def train_concept(
         )
     report = QualityReport(
         name=name,
-        method=method,
+        method=recipe.method,
         n_positive=n_pictures,
         n_negative_user=len(board.negatives),
         n_negative_bank=int(negatives.x.shape[0] - user_negatives.x.shape[0]),
@@ -439,6 +687,11 @@ def train_concept(
         calibration_midpoint=calibration.midpoint,
         comparison=comparison,
         refused_because=refused,
+        strength=recipe.strength,
+        selection="auto" if method == AUTO else "forced",
+        chosen_because=selection.why() if method == AUTO else f"{recipe.label} was asked for",
+        fold_picks=fold_picks,
+        training_s=time.perf_counter() - started_s,
     )
     bank_scores = bank.embeddings @ fit.direction
     top5 = np.sort(bank_scores)[-5:]
@@ -468,3 +721,26 @@ def train_concept(
         },
     )
     return TrainingResult(concept, report)
+
+
+def train_from_pictures(
+    pictures: Sequence[BoardPicture],
+    name: str,
+    backbone: Backbone,
+    bank: NegativeBank,
+    *,
+    method: MethodChoice = AUTO,
+    seed: int = 0,
+) -> TrainingResult:
+    """Train a concept from pictures in memory (a board sent by the phone).
+
+    The entry point for boards that are not folders: ``pictures`` are
+    :class:`~device.eye.images.BoardPicture` (encoded bytes or RGB pixels, role "positive" or
+    "negative", weight). Raises :class:`~device.errors.MoodBoardError` (every problem listed)
+    for a board that cannot be used; otherwise returns the concept and its quality report,
+    whose ``refused_because`` is the reason to refuse it (None: good to save). Saving (and
+    ``--force``-like overrides) is the caller's decision; nothing is written here.
+    """
+    return train_concept(
+        board_from_pictures(pictures), backbone, bank, name, method=method, seed=seed
+    )

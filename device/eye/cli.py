@@ -19,7 +19,7 @@ from rich.table import Table
 
 from device.errors import ConceptQualityError, MoodBoardError
 from device.eye.backbone import Backbone, Box, to_model_input
-from device.eye.cav import DEFAULT_METHOD, METHODS, MIN_CV_ACCURACY, QualityReport, train_concept
+from device.eye.cav import AUTO, METHOD_CHOICES, MIN_CV_ACCURACY, QualityReport, train_concept
 from device.eye.concept import Concept, load_concept
 from device.eye.crops import mbs_crops
 from device.eye.images import WEIGHT_WORDS, load_board, load_image
@@ -44,7 +44,22 @@ def _report_table(report: QualityReport) -> Table:
         "positive + opposite pictures (each trained as 4 views: whole, mirrored, 80 % crop)",
     )
     table.add_row("random counter-examples", str(report.n_negative_bank), "rows from the bank")
-    table.add_row("method", report.method, "linear model on L2-normalised embeddings")
+    table.add_row(
+        "recipe",
+        report.recipe,
+        (
+            "chosen for this board: " + report.chosen_because
+            if report.selection == AUTO
+            else "forced with --method"
+        ),
+    )
+    if report.fold_picks:
+        picks = ", ".join(f"{label} x{n}" for label, n in report.fold_picks.items())
+        table.add_row(
+            "  picked in the outer folds",
+            str(sum(report.fold_picks.values())),
+            f"{picks} (the figures below are nested: each fold chose on its own pictures)",
+        )
     table.add_row(
         "cross-validated accuracy",
         f"{report.cv_accuracy:.2f}",
@@ -73,11 +88,12 @@ def _report_table(report: QualityReport) -> Table:
     )
     for result in report.comparison:
         table.add_row(
-            f"  method {result.method}",
+            f"  {result.label}",
             f"{result.cv_accuracy:.2f} / {result.cv_auc:.2f}",
-            "cross-validated accuracy / AUC"
-            + (" (used)" if result.method == report.method else ""),
+            "cross-validated accuracy / AUC on the whole board"
+            + (" (used)" if result.chosen else ""),
         )
+    table.add_row("training time", f"{report.training_s:.1f} s", "on this machine")
     return table
 
 
@@ -216,9 +232,12 @@ def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
     train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     train.add_argument(
         "--method",
-        choices=METHODS,
-        default=DEFAULT_METHOD,
-        help=f"linear model (default {DEFAULT_METHOD}; mbs_sgd = Mood Board Search's)",
+        choices=METHOD_CHOICES,
+        default=AUTO,
+        help=(
+            "linear model: auto (default) picks logistic or mbs_sgd (Mood Board Search's) and "
+            "their regularisation per board by nested cross-validation; a name forces it"
+        ),
     )
     train.add_argument("--bank", default=str(DEFAULT_BANK_PATH), help=argparse.SUPPRESS)
     train.add_argument("--threads", type=int, default=1, help="interpreter threads")

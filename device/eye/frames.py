@@ -36,12 +36,17 @@ RECONNECT_MAX_S: Final = 30.0
 
 @dataclass(frozen=True)
 class Frame:
-    """One picture: RGB uint8 (height, width, 3), when it was taken, and its number."""
+    """One picture: RGB uint8 (height, width, 3), when it was taken, and its number.
+
+    ``model_input`` is the whole frame already prepared for the backbone (square, resized),
+    when the capture thread made it: then the scoring thread only runs the model.
+    """
 
     rgb: npt.NDArray[np.uint8]
     ts: float
     monotonic_s: float
     index: int
+    model_input: npt.NDArray[np.uint8] | None = None
 
 
 class FrameQueue:
@@ -67,12 +72,28 @@ class FrameQueue:
             self.puts += 1
             self._ready.notify()
 
+    def put_when_room(self, frame: Frame, stop: threading.Event) -> bool:
+        """Wait for room, then add ``frame`` (nothing is dropped); False if ``stop`` came first.
+
+        For sources that are not live (files read as fast as they decode): there waiting
+        costs nothing, and dropping would only waste the decoding.
+        """
+        with self._ready:
+            while len(self._frames) == self.capacity:
+                if stop.is_set() or self._closed:
+                    return False
+                self._ready.wait(0.05)
+        self.put(frame)
+        return True
+
     def get(self, timeout_s: float | None = None) -> Frame | None:
         """The oldest waiting frame; ``None`` after ``timeout_s`` or once closed and empty."""
         with self._ready:
             if not self._frames and not self._closed:
                 self._ready.wait(timeout_s)
-            return self._frames.popleft() if self._frames else None
+            frame = self._frames.popleft() if self._frames else None
+            self._ready.notify_all()  # a producer may be waiting for room (put_when_room)
+            return frame
 
     def close(self) -> None:
         """No more frames will come: wake the consumer."""
@@ -96,7 +117,13 @@ class CaptureThread:
     ``on_health`` is called (from this thread) with a FAILED event when the source fails
     and an OK event when it delivers again. When the source ends (a video without loop)
     the queue is closed. Paced sources (files, stills) are read at their ``fps`` on
-    ``clock``, unless ``paced`` is False (benchmarks read files as fast as they decode).
+    ``clock``, unless ``paced`` is False (benchmarks read files as fast as they decode;
+    then the thread waits for room in the queue rather than decode frames to drop).
+
+    ``prepare`` (optional) turns each frame into the backbone's full-frame input here, on the
+    capture thread: decoding, colour conversion and resizing of frame n+1 then run while the
+    scoring thread invokes the model on frame n (OpenCV and the TFLite invoke both release
+    the GIL), so the scorer's rate approaches the model's own.
     """
 
     def __init__(
@@ -109,8 +136,10 @@ class CaptureThread:
         paced: bool = True,
         reconnect_first_s: float = RECONNECT_FIRST_S,
         reconnect_max_s: float = RECONNECT_MAX_S,
+        prepare: Callable[[npt.NDArray[np.uint8]], npt.NDArray[np.uint8]] | None = None,
     ) -> None:
         self.source = source
+        self.prepare = prepare
         self.queue = queue
         self.clock = clock
         self.on_health = on_health
@@ -191,7 +220,14 @@ class CaptureThread:
                 failing = False
                 backoff_s = self.reconnect_first_s
                 self._health(HealthStatus.OK, f"{self.source.name} delivers frames again")
-            self.queue.put(Frame(rgb, self.clock.wall(), self.clock.monotonic(), index))
+            ts, monotonic_s = self.clock.wall(), self.clock.monotonic()
+            model_input = self.prepare(rgb) if self.prepare is not None else None
+            frame = Frame(rgb, ts, monotonic_s, index, model_input)
+            if not self.paced:
+                if not self.queue.put_when_room(frame, self._stop):
+                    return
+            else:
+                self.queue.put(frame)
             index += 1
             fps = self.source.fps if self.paced else None
             if fps is not None:

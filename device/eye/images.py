@@ -13,9 +13,11 @@ weigh 1.
 from __future__ import annotations
 
 import hashlib
+import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -61,23 +63,36 @@ def pixels_sha256(pixels: Frame) -> str:
     return digest.hexdigest()
 
 
-def load_image(path: Path) -> Frame:
-    """An image file as an RGB uint8 array, turned upright by its EXIF orientation."""
-    path = Path(path)
+def load_image(path: Path | io.BytesIO, label: str | None = None) -> Frame:
+    """An image file (or its bytes) as an RGB uint8 array, upright by its EXIF orientation.
+
+    ``label`` names the image in error messages (default: the path).
+    """
+    if not isinstance(path, io.BytesIO):
+        path = Path(path)
+    label = label or str(path)
     try:
         with Image.open(path) as image:
             upright = ImageOps.exif_transpose(image) or image
             rgb = upright.convert("RGB")
     except FileNotFoundError as e:
-        raise MoodBoardError(f"image {path} does not exist") from e
+        raise MoodBoardError(f"image {label} does not exist") from e
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
         raise MoodBoardError(
-            f"cannot read image {path} ({e}): use a JPEG, PNG or BMP file, or remove it"
+            f"cannot read image {label} ({e}): use a JPEG, PNG or BMP file, or remove it"
         ) from e
-    pixels = np.asarray(rgb, dtype=np.uint8)
+    return _checked_pixels(np.asarray(rgb, dtype=np.uint8), label)
+
+
+def _checked_pixels(pixels: Frame, label: str) -> Frame:
+    if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
+        raise MoodBoardError(
+            f"image {label}: expected RGB uint8 pixels (height, width, 3), got "
+            f"{pixels.dtype} {pixels.shape}"
+        )
     if min(pixels.shape[:2]) < MIN_SIDE_PX:
         raise MoodBoardError(
-            f"image {path} is {pixels.shape[1]}x{pixels.shape[0]} pixels: too small to show a "
+            f"image {label} is {pixels.shape[1]}x{pixels.shape[0]} pixels: too small to show a "
             f"concept (at least {MIN_SIDE_PX} px on each side); use a larger picture"
         )
     return pixels
@@ -177,6 +192,67 @@ def load_board(
     if problems:
         raise MoodBoardError("the mood board cannot be used:\n  " + "\n  ".join(problems))
     return MoodBoard(tuple(positives), tuple(negatives))
+
+
+Role = Literal["positive", "negative"]
+
+
+@dataclass(frozen=True)
+class BoardPicture:
+    """One picture of a board that did not come from a folder (e.g. sent by the phone).
+
+    ``image`` is an encoded file's bytes (JPEG, PNG, ...) or RGB uint8 pixels; ``role`` says
+    whether it shows the concept or its opposite; ``weight`` > 0 (4 = Mood Board Search's
+    upweight); ``name`` is how messages and the ``.cav`` file's board list call it.
+    """
+
+    image: bytes | Frame
+    role: Role
+    weight: float = 1.0
+    name: str = ""
+
+
+def board_from_pictures(pictures: Sequence[BoardPicture]) -> MoodBoard:
+    """A board from pictures in memory, checked as :func:`load_board` checks folders.
+
+    Raises :class:`MoodBoardError` listing every problem (unreadable or tiny pictures, a bad
+    role or weight, duplicates, fewer than two different pictures of the concept).
+    """
+    problems: list[str] = []
+    loaded: dict[str, list[BoardImage]] = {"positive": [], "negative": []}
+    for number, picture in enumerate(pictures, start=1):
+        name = picture.name or f"picture-{number}"
+        if picture.role not in loaded:
+            problems.append(f"{name}: role {picture.role!r} must be 'positive' or 'negative'")
+            continue
+        if not (isinstance(picture.weight, int | float) and 0 < picture.weight < float("inf")):
+            problems.append(f"{name}: weight {picture.weight!r} must be a number above 0")
+            continue
+        try:
+            if isinstance(picture.image, bytes | bytearray):
+                pixels = load_image(io.BytesIO(bytes(picture.image)), name)
+            else:
+                pixels = _checked_pixels(np.asarray(picture.image), name)
+        except MoodBoardError as e:
+            problems.append(str(e))
+            continue
+        loaded[picture.role].append(
+            BoardImage(Path(name), pixels, float(picture.weight), pixels_sha256(pixels))
+        )
+    seen: dict[str, Path] = {}
+    for image in [*loaded["positive"], *loaded["negative"]]:
+        first = seen.setdefault(image.sha256, image.path)
+        if first != image.path:
+            problems.append(f"{image.path} is the same picture as {first}: remove one")
+    distinct_positives = len({image.sha256 for image in loaded["positive"]})
+    if not problems and distinct_positives < MIN_POSITIVES:
+        problems.append(
+            f"the board has {distinct_positives} picture(s) of the concept: it needs at least "
+            f"{MIN_POSITIVES} different ones (5-20 work well)"
+        )
+    if problems:
+        raise MoodBoardError("the mood board cannot be used:\n  " + "\n  ".join(problems))
+    return MoodBoard(tuple(loaded["positive"]), tuple(loaded["negative"]))
 
 
 def board_views(pixels: Frame, size: int) -> list[Frame]:

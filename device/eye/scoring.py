@@ -184,14 +184,34 @@ class FrameScorer:
         with self._lock:
             self.active = set(names)
 
-    def score(self, frame_rgb: RGBImage, now_s: float) -> list[ConceptReading]:
-        """Score one RGB frame (full resolution) at ``now_s`` (monotonic seconds)."""
+    def full_frame_input(self, frame_rgb: RGBImage) -> RGBImage:
+        """The whole frame as the backbone takes it (what the capture thread prepares ahead)."""
+        return to_model_input(frame_rgb, FULL_FRAME, self.backbone.input_size)
+
+    def score(
+        self, frame_rgb: RGBImage, now_s: float, full_frame: RGBImage | None = None
+    ) -> list[ConceptReading]:
+        """Score one RGB frame (full resolution) at ``now_s`` (monotonic seconds).
+
+        ``full_frame`` is :meth:`full_frame_input` of the frame when it was made ahead.
+        """
         indices = self.schedule.next_frame()
-        # A full frame alone goes to 224 px in one resize; shrinking first only helps crops.
-        work = (
-            frame_rgb if len(indices) == 1 else shrink_for_crops(frame_rgb, self.crop_frame_side_px)
-        )
-        batch = model_inputs(work, [self.boxes[i] for i in indices], self.backbone.input_size)
+        size = self.backbone.input_size
+        if full_frame is not None and indices[0] == 0:
+            crops = indices[1:]
+            batch = np.empty((len(indices), size, size, 3), dtype=np.uint8)
+            batch[0] = full_frame
+            if crops:
+                work = shrink_for_crops(frame_rgb, self.crop_frame_side_px)
+                batch[1:] = model_inputs(work, [self.boxes[i] for i in crops], size)
+        else:
+            # A full frame alone goes to 224 px in one resize; shrinking first only helps crops.
+            work = (
+                frame_rgb
+                if len(indices) == 1
+                else shrink_for_crops(frame_rgb, self.crop_frame_side_px)
+            )
+            batch = model_inputs(work, [self.boxes[i] for i in indices], size)
         embeddings = self.backbone.embed(batch)
         raw = embeddings @ self._vectors.T  # (len(indices), concepts): cosines
         self.frames_scored += 1

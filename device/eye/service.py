@@ -201,7 +201,7 @@ class EyeService:
         if self.scorer is None:
             return []
         now_s = self.clock.monotonic()
-        readings = self.scorer.score(frame.rgb, now_s)
+        readings = self.scorer.score(frame.rgb, now_s, frame.model_input)
         self._scored_at.append(now_s)
         events: list[Event] = []
         min_gap_s = 1.0 / self.config.events_per_s
@@ -257,7 +257,12 @@ class EyeService:
         self.frame_queue = FrameQueue(self.config.queue_frames)
         inbox: queue.SimpleQueue[Health] = queue.SimpleQueue()
         capture = CaptureThread(
-            self.source, self.frame_queue, self.clock, inbox.put, paced=self.paced
+            self.source,
+            self.frame_queue,
+            self.clock,
+            inbox.put,
+            paced=self.paced,
+            prepare=self.scorer.full_frame_input,
         )
         self._capture = capture
         capture.start()
