@@ -26,7 +26,7 @@ from device.clock import Clock
 from device.config import Config
 from device.errors import ConceptError, ConfigError, ModelError, StoreError
 from device.events import ConceptScore, Event, Health, HealthStatus
-from device.eye.backbone import DEFAULT_BACKBONE_DIR, Backbone
+from device.eye.backbone import DEFAULT_BACKBONE_DIR, FULL_FRAME, Backbone, to_model_input
 from device.eye.boards import BoardUploads
 from device.eye.concept import Concept, load_concept
 from device.eye.frames import CaptureThread, Frame, FrameQueue
@@ -256,13 +256,21 @@ class EyeService:
         self._drops_in_earlier_runs += self.frame_queue.drops
         self.frame_queue = FrameQueue(self.config.queue_frames)
         inbox: queue.SimpleQueue[Health] = queue.SimpleQueue()
+        # The capture thread prepares the backbone's full-frame input (pipelining); with no
+        # concept yet (a phone may send one later) the backbone alone says how.
+        backbone = self.scorer.backbone if self.scorer is not None else self.backbone
+        input_size = backbone.input_size if backbone is not None else None
         capture = CaptureThread(
             self.source,
             self.frame_queue,
             self.clock,
             inbox.put,
             paced=self.paced,
-            prepare=self.scorer.full_frame_input,
+            prepare=(
+                (lambda rgb: to_model_input(rgb, FULL_FRAME, input_size))
+                if input_size is not None
+                else None
+            ),
         )
         self._capture = capture
         capture.start()
