@@ -26,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     food = sub.add_parser(
         "food",
-        help="food-quality model (nested leave-one-run-out comparison of model families, TFLite export)",
+        help="food-quality model (model families compared by nested leave-one-run-out)",
         description="Compare model families by nested leave-one-run-out (trees, MLP, a causal "
         "convolution), then train the winner on all runs and write model.tflite, card.json, "
         "report.md, report.json, plots and LICENSE-data.md.",

@@ -125,7 +125,6 @@ class FeatureSpec:
         """Rows (one-minute means) of history one feature row needs."""
         return self.smooth_minutes + max(
             (*self.slope_minutes, *self.summary_slope_minutes, self.summary_min_minutes - 1, 0),
-
         )
 
     @property

@@ -148,11 +148,12 @@ class Models:
     ops: dict[str, int]
 
     def nose_tolerance(self) -> Tolerance | None:
-        """The tolerance for the nose model's class probabilities (quantized: no reference)."""
+        """The tolerance for the nose model's class probabilities (no reference run: a float
+        model is judged against the largest a probability can be, 1)."""
         card = self.cards.get(NOSE_MODEL)
         if card is None:
             return None
-        return tolerance_for(card.outputs[0], self.ops[NOSE_MODEL], np.zeros(0))
+        return tolerance_for(card.outputs[0], self.ops[NOSE_MODEL], np.ones(1))
 
 
 def _signal_name(returncode: int) -> str:

@@ -121,7 +121,11 @@ def scored(rows: RunData) -> RunData:
     """The rows every candidate is scored on."""
     keep = rows.minutes >= SCORED_FROM_MINUTE
     return RunData(
-        rows.name, rows.minutes[keep], rows.features[keep], rows.labels[keep], rows.tvc_log_cfu[keep]
+        rows.name,
+        rows.minutes[keep],
+        rows.features[keep],
+        rows.labels[keep],
+        rows.tvc_log_cfu[keep],
     )
 
 
@@ -197,9 +201,7 @@ def fit_candidate(candidate: Candidate, runs: Sequence[RunData]) -> Fitted:
     tvc = np.concatenate([r.tvc_log_cfu for r in runs])
     if candidate.family == "trees":
         step = slice(None, None, TREE_ROW_STEP)
-        thinned = [
-            (r.features[step], r.labels[step], r.tvc_log_cfu[step]) for r in runs
-        ]
+        thinned = [(r.features[step], r.labels[step], r.tvc_log_cfu[step]) for r in runs]
         model = fit_trees(
             np.concatenate([t[0] for t in thinned]),
             np.concatenate([t[1] for t in thinned]),

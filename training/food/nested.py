@@ -113,7 +113,12 @@ def alarm_timing(held: Held, threshold: float) -> AlarmTiming:
     after = said_fresh[first:]
     flips = int(np.sum(after[1:] & ~after[:-1]))
     return AlarmTiming(
-        held.run, boundary, int(minutes[first]), boundary - int(minutes[first]), flips, int(after.sum())
+        held.run,
+        boundary,
+        int(minutes[first]),
+        boundary - int(minutes[first]),
+        flips,
+        int(after.sum()),
     )
 
 
@@ -197,9 +202,7 @@ def prepare_rows(
     return rows
 
 
-def nested_loro(
-    runs: Sequence[str], grid: Sequence[Candidate], cache: FitCache
-) -> list[OuterFold]:
+def nested_loro(runs: Sequence[str], grid: Sequence[Candidate], cache: FitCache) -> list[OuterFold]:
     """The outer folds, each with every candidate's inner and outer results."""
     outer_folds = []
     for outer in runs:

@@ -111,7 +111,9 @@ def _families_json(report: TrainingReport) -> list[dict[str, Any]]:
                 o.run: {
                     "threshold_from_inner": o.candidates[i].threshold,
                     "inner_mean": o.candidates[i].inner_scores.to_dict(),
-                    "held_out": scores_of(o.candidates[i].outer, o.candidates[i].threshold).to_dict(),
+                    "held_out": scores_of(
+                        o.candidates[i].outer, o.candidates[i].threshold
+                    ).to_dict(),
                     "picked": o.picked == i,
                 }
                 for o in report.outer
@@ -168,7 +170,8 @@ def report_json(report: TrainingReport) -> dict[str, Any]:
         data["best_setting_on_held_out_runs"] = {
             "name": report.grid[best].name,
             "mean": _outer_mean(report, best).to_dict(),
-            "note": "picked by looking at the held-out runs: optimistic, shown beside the nested figure",
+            "note": "picked by looking at the held-out runs: optimistic; the nested figure is "
+            "the honest one",
         }
     return data
 
@@ -226,7 +229,9 @@ def _families_markdown(report: TrainingReport) -> str:
         cells = []
         for o in report.outer:
             cf = o.candidates[i]
-            cells.append(f"{scores_of(cf.outer, cf.threshold).accuracy_fresh:.3f} ({cf.threshold:g})")
+            cells.append(
+                f"{scores_of(cf.outer, cf.threshold).accuracy_fresh:.3f} ({cf.threshold:g})"
+            )
         m = _outer_mean(report, i)
         worst = min(
             scores_of(o.candidates[i].outer, o.candidates[i].threshold).accuracy_fresh
@@ -269,7 +274,9 @@ def _targets_markdown(report: TrainingReport) -> str:
     for t in targets(report):
         verdict = "met" if t["met"] else f"**missed** by {t['missed_by']:g}"
         nested = "–" if t["nested"] is None else f"{t['nested']:.3f}"
-        lines.append(f"| {t['target']} | {t['measured']:.3f} | {nested} | {t['goal']} | {verdict} |")
+        lines.append(
+            f"| {t['target']} | {t['measured']:.3f} | {nested} | {t['goal']} | {verdict} |"
+        )
     return "\n".join(lines)
 
 
@@ -284,7 +291,7 @@ def markdown_report(report: TrainingReport, plots: list[str]) -> str:
         f"Every figure is on runs the model never saw, scored from minute {SCORED_FROM_MINUTE} "
         "of each held-out run (the longest feature window of the grid), one verdict a minute. "
         f"Baseline: the median of each run's first {BASELINE_MINUTES} minutes (beef present), "
-        "which is what the station takes after a \"new food\" action "
+        'which is what the station takes after a "new food" action '
         "(`device.nose.features.BASELINE_MINUTES`).",
         "",
         "## What ships",
@@ -317,7 +324,7 @@ def markdown_report(report: TrainingReport, plots: list[str]) -> str:
         "",
         "## The shipped candidate on each held-out run",
         "",
-        "Alarm timing: minutes between the first \"not fresh\" verdict and the first minute "
+        'Alarm timing: minutes between the first "not fresh" verdict and the first minute '
         "labelled acceptable or spoiled (positive: the alarm came early); flips back: how often "
         "a not-fresh verdict turned fresh again after the first alarm.",
         "",

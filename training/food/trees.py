@@ -173,7 +173,7 @@ def tree_tensors(fitted: FittedTrees) -> TreeTensors:
     for stage in fitted.tvc.estimators_:
         trees.append((stage[0], fitted.n_classes, fitted.tvc.learning_rate))
     parsed = [_tree_paths(t) for t, _, _ in trees]
-    n_nodes = max(1, max(len(p[0]) for p in parsed))
+    n_nodes = max(1, *(len(p[0]) for p in parsed))
     n_leaves = max(len(p[3]) for p in parsed)
     k = len(trees)
     feature = np.zeros((k, n_nodes), dtype=np.int64)
@@ -230,8 +230,7 @@ def compile_to_tflite(fitted: FittedTrees, n_features: int) -> bytes:
     e = tf.constant(m.leaf_value.reshape(k * n_leaves, -1))
     initial = tf.constant(m.initial.reshape(1, -1))
 
-    @tf.function(input_signature=[tf.TensorSpec([None, n_features], tf.float32, name="features")])
-    def forest(features: Any) -> dict[str, Any]:
+    def graph(features: Any) -> dict[str, Any]:
         tested = tf.matmul(features, a)  # [N, K·I]: the feature each node tests
         left = tf.cast(tf.less_equal(tested, b), tf.float32)
         left = tf.transpose(tf.reshape(left, [-1, k, n_nodes]), [1, 0, 2])  # [K, N, I]
@@ -244,6 +243,8 @@ def compile_to_tflite(fitted: FittedTrees, n_features: int) -> bytes:
             TVC_OUTPUT: scores[:, n_classes:],
         }
 
+    signature = [tf.TensorSpec([None, n_features], tf.float32, name="features")]
+    forest = tf.function(graph, input_signature=signature)
     concrete = forest.get_concrete_function()
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], forest)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
