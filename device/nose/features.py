@@ -21,7 +21,12 @@ What a feature row holds (research/enose.md §2.1 and §5):
   response of all sensors at that minute, i.e. the *shape* of the smell across the array.
   A climate or supply change that moves every sensor alike cancels out of it;
 * its **slopes**: the change of that smoothed response over each of ``slope_minutes``, per hour;
-* optionally the chamber **temperature and humidity** themselves (smoothed the same way).
+* optionally the chamber **temperature and humidity** themselves (smoothed the same way);
+* optionally **summaries across sensors** (``summaries``): the mean, median, 25 % quantile and
+  minimum over the sensors of the smoothed response, their minimum over the trailing
+  ``summary_min_minutes`` and their slopes over ``summary_slope_minutes`` (research/enose.md
+  §2.2: robust to one odd sensor, and what the shipped gradient-boosted trees take). With
+  ``per_sensor=False`` the per-sensor responses are left out.
 
 **No feature encodes time since the start of a recording.** People put in food of any age:
 a steak bought yesterday is "good" from its first minute in the box. A model that learned
