@@ -173,18 +173,27 @@ class FitCache:
         self._held: dict[tuple[int, frozenset[str], str], Held] = {}
         self.fitted: dict[tuple[int, frozenset[str]], Fitted] = {}
 
+    def fit(self, candidate: int, train: Sequence[str]) -> Fitted:
+        """``candidate`` trained on ``train`` (a committee: its members, each trained once)."""
+        key = (candidate, frozenset(train))
+        if key not in self.fitted:
+            c = self.grid[candidate]
+            if c.family == "committee":
+                members = tuple(self.fit(m, train) for m in c.members)
+                self.fitted[key] = Fitted(c, None, members, members[0].train_rows)
+            else:
+                if self.on_fit is not None:
+                    self.on_fit(f"{c.family} on {'+'.join(sorted(train))}")
+                runs = [self.rows[candidate][r] for r in sorted(train)]
+                self.fitted[key] = fit_candidate(c, runs)
+        return self.fitted[key]
+
     def held(self, candidate: int, train: Sequence[str], test: str) -> Held:
         key = (candidate, frozenset(train), test)
         if key not in self._held:
-            fit_key = (candidate, frozenset(train))
-            if fit_key not in self.fitted:
-                if self.on_fit is not None:
-                    self.on_fit(f"{self.grid[candidate].family} on {'+'.join(sorted(train))}")
-                runs = [self.rows[candidate][r] for r in sorted(train)]
-                self.fitted[fit_key] = fit_candidate(self.grid[candidate], runs)
+            fitted = self.fit(candidate, train)
             test_rows = scored(self.rows[candidate][test])
-            predicted = predict(self.fitted[fit_key], test_rows)
-            self._held[key] = Held(test, test_rows, predicted)
+            self._held[key] = Held(test, test_rows, predict(fitted, test_rows))
         return self._held[key]
 
 

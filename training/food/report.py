@@ -25,7 +25,6 @@ from training.food.families import SCORED_FROM_MINUTE, TREE_ROW_STEP, Fitted
 from training.food.model import MODEL_NAME, PROBABILITIES_OUTPUT, TVC_OUTPUT
 from training.food.nested import SELECTION_RULE, THRESHOLD_RULE, alarm_timing, scores_of
 from training.food.train import TrainingReport, summary_table
-from training.food.trees import FittedTrees
 
 CONVERTER = "tensorflow-cpu 2.21.0"
 RUNTIME = "ai-edge-litert 2.3.0"
@@ -53,7 +52,9 @@ The model file itself, like the rest of the project, is under the Apache License
 
 
 def _shipped_form_name(report: TrainingReport) -> str:
-    return "compiled trees" if report.shipped.family == "trees" else "int8"
+    return {"trees": "compiled trees", "committee": "one float32 graph"}.get(
+        report.shipped.family, "int8"
+    )
 
 
 # --- targets --------------------------------------------------------------------------------
@@ -317,6 +318,19 @@ def markdown_report(report: TrainingReport, plots: list[str]) -> str:
             "near-copies).",
             "",
         ]
+    if c.family == "committee":
+        parts += [
+            "The committee is one float32 TFLite graph of builtin ops (`training/food/train.py`"
+            ", `committee_graph`): each member reads its own columns of the feature row; trees "
+            "in Hummingbird's GEMM form (`training/food/trees.py`: node thresholds rounded "
+            "down to float32, so every node decides as scikit-learn does, ties included), MLPs "
+            "with their standardization inside the graph; the members' probabilities and TVC "
+            "are averaged. Same class and fresh/not verdict as the fitted members averaged in "
+            f"Python on {report.final_agreement:.2%} of the training minutes (held-out folds "
+            "in the table below; largest probability difference "
+            f"{max(f.max_probability_difference for f in report.shipped_folds):.1e}).",
+            "",
+        ]
     parts += [
         "## Targets (shipped form, leave-one-run-out; nested figure beside)",
         "",
@@ -425,10 +439,10 @@ def write_model_folder(
     out_dir.mkdir(parents=True, exist_ok=True)
     model_path = out_dir / "model.tflite"
     model_path.write_bytes(tflite_model)
-    trees = isinstance(final.model, FittedTrees)
-    inputs, outputs = _tensor_card_entries(model_path, spec, quantized=not trees)
+    raw = final.standardize is None
+    inputs, outputs = _tensor_card_entries(model_path, spec, quantized=not raw)
     n_features = len(spec.names())
-    if trees:  # trees take raw rows: the identity standardization
+    if raw:  # trees and committees take raw rows: the identity standardization
         mean, std = [0.0] * n_features, [1.0] * n_features
     else:
         assert final.standardize is not None

@@ -34,13 +34,7 @@ import numpy as np
 from device.nose.recording import Recording
 from training.food.data import BEEF_RUNS, load_beef_runs, load_recording
 from training.food.evaluate import FRESH, RunData, Scores, called_fresh, mean_scores
-from training.food.families import (
-    Candidate,
-    Fitted,
-    default_grid,
-    fit_candidate,
-    predict,
-)
+from training.food.families import Candidate, Fitted, default_grid, member_columns, predict
 from training.food.model import Predictions, predict_int8, to_int8_tflite
 from training.food.nested import (
     FitCache,
@@ -52,10 +46,17 @@ from training.food.nested import (
     nested_loro,
     scores_of,
 )
-from training.food.trees import FittedTrees, compile_to_tflite, count_nodes, predict_tflite
+from training.food.trees import (
+    FittedTrees,
+    compile_to_tflite,
+    count_nodes,
+    forest_graph,
+    graph_to_tflite,
+    predict_tflite,
+)
 
 #: Families the station can run today (the conv family would need lagged rows on the device).
-DEPLOYABLE_FAMILIES = ("trees", "mlp")
+DEPLOYABLE_FAMILIES = ("trees", "mlp", "committee")
 
 
 def quick_candidate() -> Candidate:
@@ -121,18 +122,65 @@ def load_runs(data_dir: Path, files: Sequence[Path], min_rows: int) -> list[Reco
 
 
 def shipped_form(fitted: Fitted, runs: Sequence[RunData]) -> bytes:
-    """The TFLite file the station would load for ``fitted``."""
+    """The TFLite file the station would load for ``fitted``: compiled trees or a committee
+    as float32 graphs of raw feature rows, an MLP as int8."""
+    n_inputs = runs[0].features.shape[1]
     if isinstance(fitted.model, FittedTrees):
-        return compile_to_tflite(fitted.model, runs[0].features.shape[1])
+        return compile_to_tflite(fitted.model, n_inputs)
+    if fitted.candidate.family == "committee":
+        return graph_to_tflite(committee_graph(fitted, n_inputs), n_inputs)
     assert fitted.standardize is not None
     x = fitted.standardize(np.concatenate([r.features for r in runs]))
     return to_int8_tflite(fitted.model, x, seed=0)
 
 
+def committee_graph(fitted: Fitted, n_inputs: int) -> Callable[[Any], tuple[Any, Any]]:
+    """One float32 graph averaging the members: trees in GEMM form on their columns, MLPs
+    with their standardization inside the graph."""
+    from training.tflite_export import tensorflow
+
+    tf = tensorflow()
+    parts = []
+    for member in fitted.model:
+        columns = member_columns(fitted.candidate, member.candidate)
+        if isinstance(member.model, FittedTrees):
+            parts.append(forest_graph(member.model, n_inputs, columns))
+            continue
+        assert member.standardize is not None
+        parts.append(
+            _mlp_graph(
+                member.model,
+                columns,
+                member.standardize.mean.astype(np.float32),
+                member.standardize.std.astype(np.float32),
+            )
+        )
+
+    def graph(features: Any) -> tuple[Any, Any]:
+        said = [part(features) for part in parts]
+        probabilities = tf.add_n([p for p, _ in said]) / float(len(said))
+        tvc = tf.add_n([t for _, t in said]) / float(len(said))
+        return probabilities, tvc
+
+    return graph
+
+
+def _mlp_graph(model: Any, columns: list[int], mean: Any, std: Any) -> Any:
+    from training.tflite_export import tensorflow
+
+    tf = tensorflow()
+
+    def graph(features: Any) -> tuple[Any, Any]:
+        x = (tf.gather(features, columns, axis=1) - mean) / std
+        tvc, probabilities = model(x, training=False)
+        return probabilities, tvc
+
+    return graph
+
+
 def predict_shipped(tflite_model: bytes, fitted: Fitted, rows: RunData) -> Predictions:
-    if isinstance(fitted.model, FittedTrees):
+    if fitted.standardize is None:  # trees, committees: raw rows
         return predict_tflite(tflite_model, rows.features)
-    assert fitted.standardize is not None
     return predict_int8(tflite_model, fitted.standardize(rows.features))
 
 
@@ -211,8 +259,10 @@ def train_food(
             thresholds = [choose_threshold(h) for h in per_candidate]
         else:  # the rule on the other runs (inner folds of the one held-out run)
             rest = names[1:]
-            inner = [cache.held(0, [r for r in rest if r != i], i) for i in rest]
-            thresholds = [choose_threshold(inner)]
+            thresholds = [
+                choose_threshold([cache.held(c, [r for r in rest if r != i], i) for i in rest])
+                for c in range(len(grid))
+            ]
         selection = [mean_of(h, t) for h, t in zip(per_candidate, thresholds, strict=True)]
         deployable = [i for i, c in enumerate(grid) if c.family in DEPLOYABLE_FAMILIES]
         shipped = max(
@@ -224,7 +274,7 @@ def train_food(
         shipped_folds = []
         for held in per_candidate[shipped]:
             train = [r for r in names if r != held.run]
-            fitted = cache.fitted[(shipped, frozenset(train))]
+            fitted = cache.fit(shipped, train)
             bar.set_description(f"shipped form, held out {held.run}")
             form = shipped_form(fitted, [rows[shipped][r] for r in sorted(train)])
             said = predict_shipped(form, fitted, held.rows)
@@ -242,7 +292,7 @@ def train_food(
             )
         bar.set_description("shipped model, all runs")
         all_rows = [rows[shipped][r] for r in names]
-        final = fit_candidate(grid[shipped], all_rows)
+        final = cache.fit(shipped, names)
         tflite_model = shipped_form(final, all_rows)
         every_minute = RunData(
             "all",
@@ -257,10 +307,7 @@ def train_food(
             threshold,
         )
     n_features = all_rows[0].features.shape[1]
-    if isinstance(final.model, FittedTrees):
-        size_note = f"{count_nodes(final.model)} tree nodes"
-    else:
-        size_note = f"{int(final.model.count_params())} parameters"
+    size_note = describe_size(final)
     report = TrainingReport(
         runs=names,
         grid=grid,
@@ -281,6 +328,15 @@ def train_food(
     report.wall_time_s = time.monotonic() - started
     write_model_folder(out_dir, tflite_model, final, report, data_dir)
     return report
+
+
+def describe_size(fitted: Fitted) -> str:
+    """Tree nodes and network parameters, in words."""
+    if isinstance(fitted.model, FittedTrees):
+        return f"{count_nodes(fitted.model)} tree nodes"
+    if fitted.candidate.family == "committee":
+        return " + ".join(describe_size(m) for m in fitted.model)
+    return f"{int(fitted.model.count_params())} parameters"
 
 
 def summary_table(report: TrainingReport) -> str:
