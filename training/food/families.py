@@ -326,3 +326,15 @@ def default_grid() -> list[Candidate]:
             members=(4, 3),
         ),
     ]
+
+
+#: What the first full comparison (candidates #0-#5 only) measured, before the committees were
+#: added: shown in report.md so the extension of the grid is on the record.
+FIRST_COMPARISON: dict[str, str] = {
+    "grid": "#0-#5 (trees, MLPs, conv; no committees)",
+    "nested fresh/not": "mean 0.717, worst run 0.380 (TS1: the inner folds picked #3)",
+    "per setting, mean fresh/not (worst run)": "#0 0.836 (0.564), #1 0.844 (0.564), "
+    "#2 0.828 (0.564), #3 0.827 (0.380), #4 0.871 (0.686), #5 0.762 (0.419)",
+    "what would have shipped": "#4 (MLP on summaries, int8): fresh/not 0.883, worst 0.643 "
+    "(TS5), 4-class 0.643, TVC MAE 0.361",
+}
