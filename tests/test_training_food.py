@@ -186,7 +186,7 @@ def test_training_is_deterministic_for_a_seed() -> None:
 
 
 @pytest.mark.slow
-def test_a_short_training_ships_compiled_trees_the_station_loads(tmp_path: Path) -> None:
+def test_a_short_training_ships_one_float_graph_the_station_loads(tmp_path: Path) -> None:
     import json
 
     from device.inference import load_model
@@ -194,8 +194,9 @@ def test_a_short_training_ships_compiled_trees_the_station_loads(tmp_path: Path)
 
     report = train_food(BEEF_DIR, tmp_path, folds="first", progress=False)
     assert [f.run for f in report.shipped_folds] == ["TS1"]
-    assert report.shipped.family == "trees"
-    # The compiled file says what scikit-learn says, on every held-out and training minute.
+    # The family the full comparison shipped: a committee of two MLPs in one float32 graph.
+    assert report.shipped.family == "committee"
+    # The file says what the fitted members say, on every held-out and training minute.
     assert report.shipped_folds[0].agreement == 1.0
     assert report.final_agreement == 1.0
     for name in ("model.tflite", "card.json", "report.md", "report.json", "LICENSE-data.md"):
