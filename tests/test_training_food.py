@@ -389,3 +389,35 @@ def test_a_seed_ensemble_is_one_int8_model_that_says_what_its_members_say_on_ave
     other = train_on([test], config)
     with pytest.raises(ValueError, match="same runs"):
         ensemble_of([members[0], other], train, seed=0)
+
+
+@pytest.mark.slow
+def test_a_committee_of_trees_and_an_mlp_compiles_into_one_graph_that_agrees() -> None:
+    from dataclasses import replace
+
+    from training.food.config import TrainConfig
+    from training.food.families import candidate_rows, default_grid, scored
+    from training.food.nested import FitCache, prepare_rows
+    from training.food.train import agreement, predict_shipped, shipped_form
+    from training.food.trees import TreeSettings
+
+    grid = default_grid()
+    trees = replace(grid[0], trees=TreeSettings(iterations=10, depth=3))
+    mlp = replace(grid[3], mlp=TrainConfig(ensemble_seeds=(), epochs=2))
+    committee = replace(grid[6], members=(0, 1))
+    small = [trees, mlp, committee]
+    recordings = [load_recording(BEEF_DIR / f"{run}.csv") for run in ("TS2", "TS3")]
+    cache = FitCache(small, prepare_rows(recordings, small))
+    fitted = cache.fit(2, ["TS2"])
+    form = shipped_form(fitted, [cache.rows[2]["TS2"]])
+    test = scored(candidate_rows(recordings[1], committee))
+    said = predict_shipped(form, fitted, test)
+    own = cache.held(2, ["TS2"], "TS3").predicted
+    assert agreement(said, own, 0.8) == 1.0
+    np.testing.assert_allclose(said.probabilities, own.probabilities, atol=1e-5)
+    np.testing.assert_allclose(said.tvc_log_cfu, own.tvc_log_cfu, atol=1e-4)
+    # The members' own answers, averaged, are the committee's.
+    members = [cache.held(i, ["TS2"], "TS3").predicted for i in (0, 1)]
+    np.testing.assert_allclose(
+        own.probabilities, (members[0].probabilities + members[1].probabilities) / 2
+    )

@@ -25,7 +25,7 @@ What a feature row holds (research/enose.md §2.1 and §5):
 * optionally **summaries across sensors** (``summaries``): the mean, median, 25 % quantile and
   minimum over the sensors of the smoothed response, their minimum over the trailing
   ``summary_min_minutes`` and their slopes over ``summary_slope_minutes`` (research/enose.md
-  §2.2: robust to one odd sensor, and what the shipped gradient-boosted trees take). With
+  §2.2: robust to one odd sensor). With
   ``per_sensor=False`` the per-sensor responses are left out.
 
 **No feature encodes time since the start of a recording.** People put in food of any age:

@@ -320,16 +320,25 @@ def markdown_report(report: TrainingReport, plots: list[str]) -> str:
             "",
         ]
     if c.family == "committee":
+        families = sorted({report.grid[m].family for m in c.members})
+        how = {
+            "trees": "trees in Hummingbird's GEMM form (`training/food/trees.py`: node "
+            "thresholds rounded down to float32, so every node decides as scikit-learn does, "
+            "ties included)",
+            "mlp": "MLPs in float32 with their standardization inside the graph",
+        }
         parts += [
             "The committee is one float32 TFLite graph of builtin ops (`training/food/train.py`"
-            ", `committee_graph`): each member reads its own columns of the feature row; trees "
-            "in Hummingbird's GEMM form (`training/food/trees.py`: node thresholds rounded "
-            "down to float32, so every node decides as scikit-learn does, ties included), MLPs "
-            "with their standardization inside the graph; the members' probabilities and TVC "
-            "are averaged. Same class and fresh/not verdict as the fitted members averaged in "
-            f"Python on {report.final_agreement:.2%} of the training minutes (held-out folds "
-            "in the table below; largest probability difference "
-            f"{max(f.max_probability_difference for f in report.shipped_folds):.1e}).",
+            ", `committee_graph`): each member reads its own columns of the feature row ("
+            + "; ".join(how[f] for f in families if f in how)
+            + "), and the members' probabilities and TVC are averaged. Same class and "
+            "fresh/not verdict as the fitted members averaged in Python on "
+            f"{report.final_agreement:.2%} of the training minutes and on every held-out minute "
+            "of every fold (table below; largest probability difference "
+            f"{max(f.max_probability_difference for f in report.shipped_folds):.1e}). The "
+            "per-run and mean figures of the shipped candidate use one threshold picked by "
+            "the rule over all runs, and the candidate itself was picked on those runs: they "
+            "are optimistic; the nested figures are the honest ones.",
             "",
         ]
     parts += [
@@ -350,7 +359,8 @@ def markdown_report(report: TrainingReport, plots: list[str]) -> str:
         f"* Fresh threshold: {THRESHOLD_RULE}.",
         f"* Candidate: {SELECTION_RULE}.",
         "* The shipped candidate: the same two rules applied to leave-one-run-out over all "
-        "runs, among the families the station can run (trees, MLP), then trained on all runs.",
+        "runs, among the families the station can run (trees, MLP, committees of them), then "
+        "trained on all runs.",
         "",
     ]
     if report.outer:
