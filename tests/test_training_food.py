@@ -186,50 +186,45 @@ def test_training_is_deterministic_for_a_seed() -> None:
 
 
 @pytest.mark.slow
-def test_a_short_training_ships_a_loadable_int8_model(tmp_path: Path) -> None:
+def test_a_short_training_ships_one_float_graph_the_station_loads(tmp_path: Path) -> None:
     import json
-    from dataclasses import replace
 
     from device.inference import load_model
-    from training.food.config import DEFAULT_CONFIG
     from training.food.train import train_food
 
-    config = replace(DEFAULT_CONFIG, epochs=2)
-    report = train_food(BEEF_DIR, tmp_path, config=config, folds="first", progress=False)
-    assert [f.run for f in report.folds] == ["TS1"]
-    assert 0 < report.parameters <= 5000
-    assert report.model_bytes <= 50 * 1024
-    for name in (
-        "model.tflite",
-        "card.json",
-        "report.md",
-        "report.json",
-        "LICENSE-data.md",
-        "confusion.png",
-        "timeline_TS1.png",
-    ):
+    report = train_food(BEEF_DIR, tmp_path, folds="first", progress=False)
+    assert [f.run for f in report.shipped_folds] == ["TS1"]
+    # The family the full comparison shipped: a committee of two MLPs in one float32 graph.
+    assert report.shipped.family == "committee"
+    # The file says what the fitted members say, on every held-out and training minute.
+    assert report.shipped_folds[0].agreement == 1.0
+    assert report.final_agreement == 1.0
+    for name in ("model.tflite", "card.json", "report.md", "report.json", "LICENSE-data.md"):
         assert (tmp_path / name).is_file(), name
+    assert (tmp_path / "timeline_TS1.png").is_file()
 
     model = load_model(tmp_path)  # checks the sha256 and the tensors against the card
     card = model.card
     assert card.labels == list(LABELS)
-    assert [o.name for o in card.outputs] == ["probabilities", "tvc_log_cfu"]
-    assert card.inputs[0].dtype == "int8" and all(o.dtype == "int8" for o in card.outputs)
-    assert card.task_config["fresh_threshold"] == 0.8
-    # The default ships the seed ensemble: three networks in one file.
-    assert card.training_data["settings"]["ensemble_seeds"] == [0, 1, 2]
+    assert sorted(o.name for o in card.outputs) == ["probabilities", "tvc_log_cfu"]
+    assert card.inputs[0].dtype == "float32" and card.inputs[0].quantization is None
+    assert card.task_config["fresh_threshold"] in (0.5, 0.6, 0.7, 0.8)
+    assert card.metrics["model_bytes"] == (tmp_path / "model.tflite").stat().st_size
+    assert card.metrics["invoke_ms_one_row"] > 0
     assert "Wijaya" in card.training_data["citation"]
     assert "TS4" not in card.training_data["runs"]
 
     figures = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
-    ts1 = figures["leave_one_run_out"]["TS1"]["int8"]
-    assert 0 <= ts1["accuracy_fresh_binary"] <= 1 and ts1["tvc_mae_log_cfu"] >= 0
-    assert [r["start_minute"] for r in figures["late_start"]] == [600, 900, 1200]
-    assert len(figures["targets"]) == 8
-    assert figures["seed_ensemble"]["members"] == [0, 1, 2]
+    ts1 = figures["leave_one_run_out"]["TS1"]
+    assert ts1["agreement_shipped_vs_fitted"] == 1.0
+    assert 0 <= ts1["shipped_form"]["accuracy_fresh_binary"] <= 1
+    assert ts1["alarm_timing"]["label_boundary_minute"] == 901
+    assert len(figures["targets"]) == 4
     assert all(t["met"] == (t["missed_by"] == 0) for t in figures["targets"])
+    assert "threshold" in figures["rules"] and "selection" in figures["rules"]
 
-    # The station's path: a window of one-minute means -> features -> standardize -> model.
+    # The station's path: a window of one-minute means -> features -> standardize -> model,
+    # gives what training's evaluation gives for that minute.
     spec = FeatureSpec.from_dict(card.task_config["feature_spec"])
     run = load_beef_runs(BEEF_DIR, runs=("TS2",), sensors=spec.sensors)[0]
     baseline = Baseline.from_clean_air(
@@ -240,10 +235,124 @@ def test_a_short_training_ships_a_loadable_int8_model(tmp_path: Path) -> None:
         run.rs_kohm[window], run.temperature_c[window], run.humidity_pct[window], baseline, spec
     )
     x = (x - np.array(card.task_config["feature_mean"])) / np.array(card.task_config["feature_std"])
-    probabilities, tvc = model.run_many([x])
+    outputs = dict(zip([o.name for o in card.outputs], model.run_many([x]), strict=True))
+    probabilities, tvc = outputs["probabilities"], outputs["tvc_log_cfu"]
     assert probabilities.shape == (1, 4) and tvc.shape == (1, 1)
-    assert abs(float(probabilities.sum()) - 1.0) < 0.05
+    assert abs(float(probabilities.sum()) - 1.0) < 1e-5
     assert 1.0 < float(tvc[0, 0]) < 7.0
+
+
+def _small_forest(x: np.ndarray, labels: np.ndarray, tvc: np.ndarray) -> object:
+    from training.food.trees import TreeSettings, fit_trees
+
+    return fit_trees(x, labels, tvc, TreeSettings(iterations=12, depth=3), len(LABELS))
+
+
+def test_compiled_trees_decide_every_node_as_scikit_learn_does_ties_included() -> None:
+    from training.food.trees import compile_to_tflite, predict_tflite, tree_tensors
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 5))
+    labels = (x[:, 0] > 0).astype(np.int64) + 2 * (x[:, 1] > 0.5)
+    tvc = 3 + x[:, 2] + 0.1 * rng.normal(size=400)
+    forest = _small_forest(x, labels, tvc)
+    compiled = compile_to_tflite(forest, 5)  # type: ignore[arg-type]
+    # Rows lying exactly on the thresholds, just below and just above them (as float32).
+    tensors = tree_tensors(forest)  # type: ignore[arg-type]
+    on = tensors.threshold[np.isfinite(tensors.threshold)].astype(np.float32)
+    probes = []
+    for t, f in zip(on, tensors.feature_of_node[np.isfinite(tensors.threshold)], strict=True):
+        for value in (t, np.nextafter(t, np.float32(np.inf)), np.nextafter(t, np.float32(-np.inf))):
+            row = x[len(probes) % len(x)].astype(np.float32)
+            row[f] = value
+            probes.append(row)
+    rows = np.concatenate([x, np.array(probes, dtype=np.float64)])
+    ours = predict_tflite(compiled, rows)
+    theirs = forest.predict(rows)  # type: ignore[attr-defined]
+    np.testing.assert_array_equal(ours.probabilities.argmax(1), theirs.probabilities.argmax(1))
+    np.testing.assert_allclose(ours.probabilities, theirs.probabilities, atol=1e-5)
+    np.testing.assert_allclose(ours.tvc_log_cfu, theirs.tvc_log_cfu, atol=1e-5)
+
+
+def test_thresholds_round_down_to_float32_so_the_comparison_is_unchanged() -> None:
+    from training.food.trees import float32_thresholds
+
+    t64 = np.array([0.1, -0.1, 1.0, 1e-8, 3.0000001])
+    t32 = float32_thresholds(t64)
+    assert t32.dtype == np.float32 and np.all(t32.astype(np.float64) <= t64)
+    above = np.nextafter(t32, np.float32(np.inf))
+    assert np.all(above.astype(np.float64) > t64)  # the next float32 goes right, in both
+    np.testing.assert_array_equal(float32_thresholds(np.array([1.0])), np.float32([1.0]))
+
+
+def test_trees_train_the_same_twice() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(200, 4))
+    labels = (x[:, 0] > 0).astype(np.int64)
+    tvc = x[:, 1]
+    a = _small_forest(x, labels, tvc).predict(x)  # type: ignore[attr-defined]
+    b = _small_forest(x, labels, tvc).predict(x)  # type: ignore[attr-defined]
+    np.testing.assert_array_equal(a.probabilities, b.probabilities)
+
+
+def test_the_threshold_rule_uses_inner_runs_only_and_prefers_the_safer_tie() -> None:
+    from training.food.evaluate import RunData
+    from training.food.model import Predictions
+    from training.food.nested import Held, choose_threshold
+
+    labels = np.array([0, 0, 2, 2])
+    rows = RunData("A", np.arange(4), np.zeros((4, 1)), labels, np.zeros(4))
+    # P(fresh) 0.9, 0.75, 0.3, 0.1: every threshold from 0.5 to 0.7 is perfect; 0.8 misses one.
+    p = np.array([[0.9, 0, 0.1, 0], [0.75, 0, 0.25, 0], [0.3, 0, 0.7, 0], [0.1, 0, 0.9, 0]])
+    held = Held("A", rows, Predictions(p, np.zeros(4)))
+    assert choose_threshold([held]) == 0.7
+
+
+def test_alarm_timing_counts_minutes_early_and_flips_back() -> None:
+    from training.food.evaluate import RunData
+    from training.food.model import Predictions
+    from training.food.nested import Held, alarm_timing
+
+    minutes = np.arange(100, 110)
+    labels = np.array([0] * 6 + [2] * 4)  # the label turns at minute 106
+    fresh = np.array([1, 1, 1, 0, 1, 0, 0, 0, 0, 0], dtype=float)  # alarm at 103, one flip back
+    p = np.stack([fresh, np.zeros(10), 1 - fresh, np.zeros(10)], axis=1)
+    rows = RunData("A", minutes, np.zeros((10, 1)), labels, np.zeros(10))
+    timing = alarm_timing(Held("A", rows, Predictions(p, np.zeros(10))), 0.5)
+    assert (timing.boundary_minute, timing.first_alarm_minute) == (106, 103)
+    assert timing.minutes_early == 3 and timing.flips_back == 1
+    assert timing.minutes_fresh_after_alarm == 1
+
+
+def test_summary_features_are_causal_and_round_trip_through_the_card() -> None:
+    from training.food.families import SUMMARY_SPEC
+
+    spec = SUMMARY_SPEC
+    assert len(spec.names()) == 16 and spec.window_minutes == 130
+    assert FeatureSpec.from_dict(spec.to_dict()) == spec
+    run = load_recording(BEEF_DIR / "TS2.csv")
+    baseline = Baseline.from_clean_air(
+        run.rs_kohm[:10], run.temperature_c[:10], run.humidity_pct[:10]
+    )
+    full = compute_features(run.rs_kohm, run.temperature_c, run.humidity_pct, baseline, spec)
+    end = 1500
+    window = slice(end - spec.window_minutes, end)
+    one = compute_features(
+        run.rs_kohm[window], run.temperature_c[window], run.humidity_pct[window], baseline, spec
+    )
+    np.testing.assert_allclose(one[-1], full[end - spec.window_minutes])
+    # The 2-hour minimum is never above the summary itself.
+    assert np.all(full[:, 4:8] <= full[:, 0:4] + 1e-12)
+
+
+def test_a_card_written_before_summaries_existed_still_reads() -> None:
+    from training.food.config import SHIPPED_SPEC
+
+    old = SHIPPED_SPEC.to_dict()
+    assert "summaries" not in old  # earlier cards had no such key
+    assert FeatureSpec.from_dict(old) == SHIPPED_SPEC
+    with pytest.raises(ValueError, match="need summaries=True"):
+        FeatureSpec(summary_min_minutes=60)
 
 
 @pytest.mark.slow
@@ -280,3 +389,35 @@ def test_a_seed_ensemble_is_one_int8_model_that_says_what_its_members_say_on_ave
     other = train_on([test], config)
     with pytest.raises(ValueError, match="same runs"):
         ensemble_of([members[0], other], train, seed=0)
+
+
+@pytest.mark.slow
+def test_a_committee_of_trees_and_an_mlp_compiles_into_one_graph_that_agrees() -> None:
+    from dataclasses import replace
+
+    from training.food.config import TrainConfig
+    from training.food.families import candidate_rows, default_grid, scored
+    from training.food.nested import FitCache, prepare_rows
+    from training.food.train import agreement, predict_shipped, shipped_form
+    from training.food.trees import TreeSettings
+
+    grid = default_grid()
+    trees = replace(grid[0], trees=TreeSettings(iterations=10, depth=3))
+    mlp = replace(grid[3], mlp=TrainConfig(ensemble_seeds=(), epochs=2))
+    committee = replace(grid[6], members=(0, 1))
+    small = [trees, mlp, committee]
+    recordings = [load_recording(BEEF_DIR / f"{run}.csv") for run in ("TS2", "TS3")]
+    cache = FitCache(small, prepare_rows(recordings, small))
+    fitted = cache.fit(2, ["TS2"])
+    form = shipped_form(fitted, [cache.rows[2]["TS2"]])
+    test = scored(candidate_rows(recordings[1], committee))
+    said = predict_shipped(form, fitted, test)
+    own = cache.held(2, ["TS2"], "TS3").predicted
+    assert agreement(said, own, 0.8) == 1.0
+    np.testing.assert_allclose(said.probabilities, own.probabilities, atol=1e-5)
+    np.testing.assert_allclose(said.tvc_log_cfu, own.tvc_log_cfu, atol=1e-4)
+    # The members' own answers, averaged, are the committee's.
+    members = [cache.held(i, ["TS2"], "TS3").predicted for i in (0, 1)]
+    np.testing.assert_allclose(
+        own.probabilities, (members[0].probabilities + members[1].probabilities) / 2
+    )

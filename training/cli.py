@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 from device.errors import SensesError
@@ -27,10 +26,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     food = sub.add_parser(
         "food",
-        help="food-quality model (leave-one-run-out evaluation, int8 TFLite export)",
-        description="Evaluate leave-one-run-out (with late starts, seeds and a feature "
-        "ablation), then train on all runs and write model.tflite, card.json, report.md, "
-        "report.json, plots and LICENSE-data.md.",
+        help="food-quality model (model families compared by nested leave-one-run-out)",
+        description="Compare model families by nested leave-one-run-out (trees, MLP, a causal "
+        "convolution), then train the winner on all runs and write model.tflite, card.json, "
+        "report.md, report.json, plots and LICENSE-data.md.",
     )
     food.add_argument(
         "--data",
@@ -52,21 +51,12 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_FOOD_OUT,
         help=f"model folder (default {DEFAULT_FOOD_OUT})",
     )
-    food.add_argument("--epochs", type=int, default=None, help="training epochs (default 20)")
     food.add_argument(
         "--folds",
         choices=("all", "first"),
         default="all",
-        help="hold out every run in turn, or only the first (quick pipeline check: no seeds "
-        "comparison, no ablation)",
-    )
-    food.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seed of the single-network comparison and the int8 calibration sample "
-        "(default 0); the shipped model averages the networks of "
-        "training.food.config.ENSEMBLE_SEEDS",
+        help="hold out every run in turn, or only the first (quick pipeline check: one "
+        "fixed candidate, no comparison)",
     )
     food.add_argument("--quiet", action="store_true", help="no progress bar")
     add_birds_command(sub)
@@ -75,33 +65,24 @@ def _parser() -> argparse.ArgumentParser:
 
 def _food(args: argparse.Namespace) -> int:
     from training.food import train
-    from training.food.config import DEFAULT_CONFIG
     from training.food.report import targets
 
-    config = replace(DEFAULT_CONFIG, seed=args.seed)
-    if args.epochs is not None:
-        if args.epochs < 1:
-            raise SystemExit("senses-train food: --epochs must be ≥ 1")
-        config = replace(config, epochs=args.epochs)
     if len(args.files) == 1:
         raise SystemExit(
             "senses-train food: --files needs at least two recordings (one is held out)"
         )
     report = train.train_food(
-        args.data,
-        args.out,
-        config=config,
-        folds=args.folds,
-        files=args.files,
-        progress=not args.quiet,
+        args.data, args.out, folds=args.folds, files=args.files, progress=not args.quiet
     )
+    print(f"shipped: {report.shipped.name}, fresh threshold {report.shipped_threshold:g}")
     print(train.summary_table(report))
     print()
     for t in targets(report):
         verdict = "met" if t["met"] else f"MISSED by {t['missed_by']:g}"
-        print(f"  {t['target']}: {t['measured']:g} (goal {t['goal']}) {verdict}")
+        nested = "" if t["nested"] is None else f", nested {t['nested']:g}"
+        print(f"  {t['target']}: {t['measured']:g}{nested} (goal {t['goal']}) {verdict}")
     print(
-        f"{report.parameters} parameters, model.tflite {report.model_bytes} bytes, "
+        f"{report.size_note}, model.tflite {report.model_bytes} bytes, "
         f"{report.wall_time_s:.0f} s; written to {args.out}/ (report.md, report.json)"
     )
     return 0

@@ -21,7 +21,12 @@ What a feature row holds (research/enose.md §2.1 and §5):
   response of all sensors at that minute, i.e. the *shape* of the smell across the array.
   A climate or supply change that moves every sensor alike cancels out of it;
 * its **slopes**: the change of that smoothed response over each of ``slope_minutes``, per hour;
-* optionally the chamber **temperature and humidity** themselves (smoothed the same way).
+* optionally the chamber **temperature and humidity** themselves (smoothed the same way);
+* optionally **summaries across sensors** (``summaries``): the mean, median, 25 % quantile and
+  minimum over the sensors of the smoothed response, their minimum over the trailing
+  ``summary_min_minutes`` and their slopes over ``summary_slope_minutes`` (research/enose.md
+  §2.2: robust to one odd sensor). With
+  ``per_sensor=False`` the per-sensor responses are left out.
 
 **No feature encodes time since the start of a recording.** People put in food of any age:
 a steak bought yesterday is "good" from its first minute in the box. A model that learned
@@ -71,6 +76,12 @@ BASELINE_MINUTES = 10
 
 _MINUTES_PER_HOUR = 60.0
 
+#: Summaries of the smoothed responses *across sensors*, per minute (research/enose.md §2.2):
+#: the mean, the median, the 25 % quantile and the minimum over the sensors. They ask "how far
+#: has the array as a whole moved", so one dead or odd sensor in a run (TS1's MQ5/MQ6) moves
+#: them little, and a run whose sensors are all less sensitive still orders its minutes alike.
+SUMMARIES: tuple[str, ...] = ("mean", "median", "q25", "min")
+
 
 @dataclass(frozen=True)
 class FeatureSpec:
@@ -83,11 +94,28 @@ class FeatureSpec:
     include_climate: bool = False
     cap_rising: bool = False
     cross_sensor: bool = False
+    # Appended (issue 15): a card without these keys means the defaults (feature version 2).
+    per_sensor: bool = True
+    summaries: bool = False
+    summary_min_minutes: int = 0
+    summary_slope_minutes: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         # Lists from callers become tuples, so specs compare equal and hash.
         object.__setattr__(self, "sensors", tuple(self.sensors))
         object.__setattr__(self, "slope_minutes", tuple(self.slope_minutes))
+        object.__setattr__(self, "summary_slope_minutes", tuple(self.summary_slope_minutes))
+        if not (self.per_sensor or self.summaries):
+            raise ValueError("a spec needs per-sensor features, cross-sensor summaries or both")
+        if (self.summary_min_minutes or self.summary_slope_minutes) and not self.summaries:
+            raise ValueError("summary_min_minutes and summary_slope_minutes need summaries=True")
+        if self.cross_sensor and not self.per_sensor:
+            raise ValueError("cross_sensor is a per-sensor feature; it needs per_sensor=True")
+        if self.summary_min_minutes < 0 or any(k < 1 for k in self.summary_slope_minutes):
+            raise ValueError(
+                f"summary_min_minutes must be ≥ 0 and summary_slope_minutes ≥ 1, got "
+                f"{self.summary_min_minutes} and {self.summary_slope_minutes}"
+            )
         if not self.sensors or len(set(self.sensors)) != len(self.sensors):
             raise ValueError(f"sensors must be distinct and not empty, got {self.sensors}")
         if self.smooth_minutes < 1:
@@ -100,22 +128,44 @@ class FeatureSpec:
     @property
     def window_minutes(self) -> int:
         """Rows (one-minute means) of history one feature row needs."""
-        return self.smooth_minutes + max(self.slope_minutes, default=0)
+        return self.smooth_minutes + max(
+            (*self.slope_minutes, *self.summary_slope_minutes, self.summary_min_minutes - 1, 0),
+        )
+
+    @property
+    def summary_names(self) -> list[str]:
+        """Names of the summaries across sensors (:data:`SUMMARIES`)."""
+        return [f"summary_{name}" for name in SUMMARIES]
 
     def names(self) -> list[str]:
         """Feature names, in column order."""
-        names = [f"response_{s}" for s in self.sensors]
+        names = [f"response_{s}" for s in self.sensors] if self.per_sensor else []
         if self.cross_sensor:
             names += [f"cross_sensor_{s}" for s in self.sensors]
         for k in self.slope_minutes:
             names += [f"slope{k}min_{s}_per_h" for s in self.sensors]
         if self.include_climate:
             names += ["temperature_c", "humidity_pct"]
+        if self.summaries:
+            names += self.summary_names
+            if self.summary_min_minutes:
+                names += [f"min{self.summary_min_minutes}min_{n}" for n in self.summary_names]
+            for k in self.summary_slope_minutes:
+                names += [f"slope{k}min_{n}_per_h" for n in self.summary_names]
         return names
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able form (for the model card)."""
-        return {
+        extra: dict[str, Any] = {}
+        if self.summaries or not self.per_sensor:
+            # Written only when used, so cards of earlier models read back unchanged.
+            extra = {
+                "per_sensor": self.per_sensor,
+                "summaries": self.summaries,
+                "summary_min_minutes": self.summary_min_minutes,
+                "summary_slope_minutes": list(self.summary_slope_minutes),
+            }
+        return extra | {
             "version": FEATURE_VERSION,
             "sensors": list(self.sensors),
             "smooth_minutes": self.smooth_minutes,
@@ -138,9 +188,10 @@ class FeatureSpec:
         """
         keys = {"version", "sensors", "smooth_minutes", "slope_minutes"}
         keys |= {"compensate_climate", "include_climate", "cap_rising", "cross_sensor"}
+        optional = {"per_sensor", "summaries", "summary_min_minutes", "summary_slope_minutes"}
         derived = {"window_minutes", "names"}
         missing = sorted(keys - set(data))
-        unknown = sorted(set(data) - keys - derived)
+        unknown = sorted(set(data) - keys - optional - derived)
         if missing or unknown:
             raise ModelCardError(
                 f"feature_spec: missing keys {missing}, unknown keys {unknown}; "
@@ -155,11 +206,15 @@ class FeatureSpec:
                 include_climate=bool(data["include_climate"]),
                 cap_rising=bool(data["cap_rising"]),
                 cross_sensor=bool(data["cross_sensor"]),
+                per_sensor=bool(data.get("per_sensor", True)),
+                summaries=bool(data.get("summaries", False)),
+                summary_min_minutes=int(data.get("summary_min_minutes", 0)),
+                summary_slope_minutes=tuple(int(k) for k in data.get("summary_slope_minutes", ())),
             )
         except (TypeError, ValueError) as e:
             raise ModelCardError(f"feature_spec is invalid: {e}") from e
         for key in (derived | {"version"}) & set(data):
-            if spec.to_dict()[key] != data[key]:
+            if spec.to_dict().get(key) != data[key]:
                 raise ModelCardError(
                     f"feature_spec.{key} is {data[key]!r} but this code derives "
                     f"{spec.to_dict()[key]!r}; retrain the model with this version"
@@ -312,7 +367,7 @@ def compute_features(
     if spec.cap_rising:
         smooth = np.minimum(smooth, 0.0)  # NaN stays NaN
     offset = window - spec.smooth_minutes  # smooth row of the first feature row's last minute
-    columns = [smooth[offset:]]
+    columns = [smooth[offset:]] if spec.per_sensor else []
     if spec.cross_sensor:
         # A NaN spreads over its row here; such rows are all-NaN at the end anyway.
         columns.append(smooth[offset:] - np.median(smooth[offset:], axis=1, keepdims=True))
@@ -322,8 +377,45 @@ def compute_features(
     if spec.include_climate:
         climate = _moving_mean(np.stack([t, rh], axis=1), spec.smooth_minutes)
         columns.append(climate[offset:])
+    if spec.summaries:
+        columns += _summary_columns(smooth, spec, offset, rows)
     features = np.concatenate(columns, axis=1)
 
     missed = np.isnan(rs).any(axis=1) | np.isnan(t) | np.isnan(rh)
     features[np.lib.stride_tricks.sliding_window_view(missed, window).any(axis=1)] = np.nan
     return features
+
+
+def _summaries_across_sensors(smooth: FloatArray) -> FloatArray:
+    """[T, len(SUMMARIES)] from the smoothed responses [T, S]; NaN rows stay NaN."""
+    return np.stack(
+        [
+            smooth.mean(axis=1),
+            np.median(smooth, axis=1),
+            np.quantile(smooth, 0.25, axis=1),
+            smooth.min(axis=1),
+        ],
+        axis=1,
+    )
+
+
+def _summary_columns(
+    smooth: FloatArray, spec: FeatureSpec, offset: int, rows: int
+) -> list[FloatArray]:
+    """The summaries, their minimum over the trailing ``summary_min_minutes`` and their slopes.
+
+    The trailing minimum is the lowest the array has been lately: spoilage only lowers it, so
+    a passing draught or a warm minute that lifts the responses does not undo a verdict. A
+    *window* (not the minimum since the food went in) keeps every feature a function of the
+    last :attr:`FeatureSpec.window_minutes` rows, so a station switched on late agrees.
+    """
+    summary = _summaries_across_sensors(smooth)
+    columns = [summary[offset:]]
+    if spec.summary_min_minutes:
+        k = spec.summary_min_minutes
+        lowest = np.lib.stride_tricks.sliding_window_view(summary, k, axis=0).min(axis=-1)
+        columns.append(lowest[offset - k + 1 :])
+    for k in spec.summary_slope_minutes:
+        change = summary[offset:] - summary[offset - k : offset - k + rows]
+        columns.append(change * (_MINUTES_PER_HOUR / k))
+    return columns

@@ -22,9 +22,11 @@ def _json_lines(text: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
-def test_demo_prints_food_verdicts_as_json_lines_within_20_seconds() -> None:
+def test_demo_prints_food_verdicts_as_json_lines_within_40_seconds() -> None:
+    # At the demo's 300x, 40 s are 200 minutes: 5 of heater warm-up, the baseline, then the
+    # food model's feature window (130 minutes for the summaries' 2-hour history).
     result = subprocess.run(
-        [str(SENSES), "demo", "--seconds", "20", "--senses", "nose", "--json"],
+        [str(SENSES), "demo", "--seconds", "40", "--senses", "nose", "--json"],
         capture_output=True,
         text=True,
         timeout=120,

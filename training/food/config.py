@@ -1,4 +1,8 @@
-"""Every setting that decides the food model, fixed before looking at held-out runs.
+"""Settings of the food model's MLP family and the issue's targets, fixed before looking at
+held-out runs. Which family and setting ships is decided by the nested comparison over the
+grid of :func:`training.food.families.default_grid` (issue 15); the seed-ensemble, activation
+and ablation settings below belong to the earlier MLP-only training (issue 7) and are used by
+``training.food.ensemble_check`` and the MLP candidates.
 
 The reasons are given next to each choice, because choosing by the held-out runs would make
 the leave-one-run-out figures optimistic. What *was* looked at is disclosed in

@@ -1,23 +1,24 @@
-"""``senses-train food``: evaluate honestly, then train the shipped food model.
+"""``senses-train food``: compare model families honestly, then train and ship the winner.
 
 Data: the four shared runs of the Wijaya et al. beef e-nose set (TS1, TS2, TS3, TS5; TS4 is
 kept back for acceptance testing and never read here), or a user's own labelled recordings
 made with ``senses nose record`` (same columns). Features come from
 :mod:`device.nose.features` only, the module the station runs.
 
-Steps (``training/food/evaluate.py`` says why each matters):
+Steps:
 
-1. leave-one-run-out (float and int8, late starts) for ReLU and SmeLU, each with several
-   seeds; the more reproducible activation ships unless it is clearly less accurate;
-2. the seed ensemble of that activation (its seeds' networks averaged, no new training),
-   scored the same way; it ships unless the rule of :data:`ENSEMBLE_RULE` says otherwise;
-3. feature ablation: one feature group removed or added at a time;
-4. the shipped model, trained on all runs, written with card.json, report.md, report.json
-   and PNG plots.
+1. nested leave-one-run-out over the grid of :func:`training.food.families.default_grid`
+   (gradient-boosted trees, the MLP, a causal 1D convolution; :mod:`training.food.nested`):
+   every choice (features, setting, fresh threshold) made on inner folds only;
+2. the shipped candidate, picked by the same rules over all runs (leave-one-run-out), trained
+   on all of them and written in the form the station runs: trees compiled into a float32
+   TFLite graph (:mod:`training.food.trees`), an MLP as int8; its held-out figures are those of
+   that form (compiled trees agree with scikit-learn on every held-out minute; checked);
+3. model.tflite, card.json, report.md, report.json and plots.
 
-``folds="first"`` holds out only the first run with the configuration given (one activation;
-one seed, or the ensemble of its ``ensemble_seeds``) and skips the comparisons and the
-ablation: the pipeline test CI runs.
+``folds="first"`` compares nothing: it holds out the first run with one fixed candidate
+(:func:`quick_grid`, threshold by the rule on the other runs) and ships it trained on all
+runs: the pipeline check CI runs.
 """
 
 from __future__ import annotations
@@ -31,89 +32,86 @@ from typing import Any
 import numpy as np
 
 from device.nose.recording import Recording
-from training.food.config import (
-    ABLATIONS,
-    ACCURACY_TOLERANCE_FOR_REPRODUCIBILITY,
-    ACTIVATIONS_COMPARED,
-    DEFAULT_CONFIG,
-    ENSEMBLE_SEEDS,
-    REPRODUCIBILITY_SEEDS,
-    TrainConfig,
-)
 from training.food.data import BEEF_RUNS, load_beef_runs, load_recording
-from training.food.evaluate import (
-    FoldResult,
-    Reproducibility,
-    Scores,
-    TrainedFold,
-    ensemble_of,
-    evaluate_fold,
-    fold_runs,
-    mean_scores,
-    reproducibility,
-    run_features,
-    score_fold,
-    train_on,
+from training.food.evaluate import FRESH, RunData, Scores, called_fresh, mean_scores
+from training.food.families import Candidate, Fitted, default_grid, member_columns, predict
+from training.food.model import Predictions, predict_int8, to_int8_tflite
+from training.food.nested import (
+    FitCache,
+    Held,
+    OuterFold,
+    alarm_timing,
+    choose_threshold,
+    mean_of,
+    nested_loro,
+    scores_of,
 )
-from training.food.model import count_parameters, predict_int8
+from training.food.trees import (
+    FittedTrees,
+    compile_to_tflite,
+    count_nodes,
+    forest_graph,
+    graph_to_tflite,
+    predict_tflite,
+)
+
+#: Families the station can run today (the conv family would need lagged rows on the device).
+DEPLOYABLE_FAMILIES = ("trees", "mlp", "committee")
+
+
+def quick_grid() -> list[Candidate]:
+    """``folds="first"``: the family the full comparison shipped last time (the committee of
+    the MLP on summaries and the MLP on sensors + shape, #7 of the grid), with its members;
+    the last entry ships, nothing is compared."""
+    grid = default_grid()
+    return [grid[4], grid[3], replace(grid[7], members=(0, 1))]
 
 
 @dataclass(frozen=True)
-class Ablation:
-    name: str
-    scores: Scores  # int8, mean over held-out runs
+class ShippedFold:
+    """The shipped candidate on one held-out run, in the form the station runs."""
 
-
-@dataclass(frozen=True)
-class Candidate:
-    """One way of building the shipped model, scored leave-one-run-out."""
-
-    name: str
-    folds: list[FoldResult]
-    is_ensemble: bool = False
+    run: str
+    threshold: float
+    held: Held  # predictions of the shipped form (compiled trees or int8 MLP)
+    own: Held  # the fitted model's own predictions (scikit-learn / Keras float)
+    agreement: float  # minutes with the same class and verdict in both
+    max_probability_difference: float
 
     @property
-    def int8(self) -> Scores:
-        return mean_scores([f.int8_scores for f in self.folds])
-
-    @property
-    def worst_fresh(self) -> float:
-        return min(f.int8_scores.accuracy_fresh for f in self.folds)
-
-    @property
-    def agreement(self) -> float:
-        return float(np.mean([f.agreement for f in self.folds]))
+    def scores(self) -> Scores:
+        return scores_of(self.held, self.threshold)
 
 
 @dataclass
 class TrainingReport:
     """What one ``senses-train food`` run produced."""
 
-    config: TrainConfig
     runs: list[str]
-    folds: list[FoldResult]
-    reproducibility: list[Reproducibility]
-    # Single seeds and the seed ensemble of the shipped activation (empty with folds="first").
-    candidates: list[Candidate]
-    ablations: list[Ablation]
-    parameters: int
+    grid: list[Candidate]
+    outer: list[OuterFold]  # empty with folds="first" (one candidate, one fold: see shipped)
+    shipped_index: int
+    shipped_threshold: float
+    shipped_folds: list[ShippedFold]
+    selection_scores: list[Scores]  # per candidate: LORO over all runs at its rule threshold
+    selection_thresholds: list[float]
     model_bytes: int
-    wall_time_s: float
+    invoke_ms: float
+    size_note: str  # nodes/parameters in words
     train_rows: int
-    shipped_training_scores: Scores
-
-    def mean(self, kind: str) -> Scores:
-        return mean_scores([getattr(f, f"{kind}_scores") for f in self.folds])
+    final_agreement: float  # shipped form vs fitted model on every training minute
+    wall_time_s: float
+    full: bool
 
     @property
-    def agreement(self) -> float:
-        return float(np.mean([f.agreement for f in self.folds]))
+    def shipped(self) -> Candidate:
+        return self.grid[self.shipped_index]
 
+    def shipped_mean(self) -> Scores:
+        return mean_scores([f.scores for f in self.shipped_folds])
 
-def _progress(total: int, enabled: bool) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="epoch", disable=not enabled, leave=False)
+    def nested_mean(self) -> Scores:
+        return mean_scores([scores_of(o.nested.outer, o.nested.threshold) for o in self.outer])
 
 
 def load_runs(data_dir: Path, files: Sequence[Path], min_rows: int) -> list[Recording]:
@@ -123,161 +121,250 @@ def load_runs(data_dir: Path, files: Sequence[Path], min_rows: int) -> list[Reco
     return load_beef_runs(data_dir, runs=BEEF_RUNS, min_rows=min_rows)
 
 
-def choose_activation(results: Sequence[Reproducibility]) -> str:
-    """The activation the rule of :data:`ACCURACY_TOLERANCE_FOR_REPRODUCIBILITY` picks."""
-    best_accuracy = max(r.accuracy_fresh for r in results)
-    eligible = [
-        r
-        for r in results
-        if r.accuracy_fresh >= best_accuracy - ACCURACY_TOLERANCE_FOR_REPRODUCIBILITY
-    ]
-    return min(eligible, key=lambda r: r.relative_difference).activation
+def shipped_form(fitted: Fitted, runs: Sequence[RunData]) -> bytes:
+    """The TFLite file the station would load for ``fitted``: compiled trees or a committee
+    as float32 graphs of raw feature rows, an MLP as int8."""
+    n_inputs = runs[0].features.shape[1]
+    if isinstance(fitted.model, FittedTrees):
+        return compile_to_tflite(fitted.model, n_inputs)
+    if fitted.candidate.family == "committee":
+        return graph_to_tflite(committee_graph(fitted, n_inputs), n_inputs)
+    assert fitted.standardize is not None
+    x = fitted.standardize(np.concatenate([r.features for r in runs]))
+    return to_int8_tflite(fitted.model, x, seed=0)
 
 
-def prefer_ensemble(ensemble: Candidate, single_seeds: Sequence[Candidate]) -> bool:
-    """The rule of :data:`training.food.config.ENSEMBLE_RULE`."""
-    single_mean = float(np.mean([c.int8.accuracy_fresh for c in single_seeds]))
-    return ensemble.int8.accuracy_fresh >= single_mean
+def committee_graph(fitted: Fitted, n_inputs: int) -> Callable[[Any], tuple[Any, Any]]:
+    """One float32 graph averaging the members: trees in GEMM form on their columns, MLPs
+    with their standardization inside the graph."""
+    from training.tflite_export import tensorflow
+
+    tf = tensorflow()
+    parts = []
+    for member in fitted.model:
+        columns = member_columns(fitted.candidate, member.candidate)
+        if isinstance(member.model, FittedTrees):
+            parts.append(forest_graph(member.model, n_inputs, columns))
+            continue
+        assert member.standardize is not None
+        parts.append(
+            _mlp_graph(
+                member.model,
+                columns,
+                member.standardize.mean.astype(np.float32),
+                member.standardize.std.astype(np.float32),
+            )
+        )
+
+    def graph(features: Any) -> tuple[Any, Any]:
+        said = [part(features) for part in parts]
+        probabilities = tf.add_n([p for p, _ in said]) / float(len(said))
+        tvc = tf.add_n([t for _, t in said]) / float(len(said))
+        return probabilities, tvc
+
+    return graph
+
+
+def _mlp_graph(model: Any, columns: list[int], mean: Any, std: Any) -> Any:
+    from training.tflite_export import tensorflow
+
+    tf = tensorflow()
+
+    def graph(features: Any) -> tuple[Any, Any]:
+        x = (tf.gather(features, columns, axis=1) - mean) / std
+        tvc, probabilities = model(x, training=False)
+        return probabilities, tvc
+
+    return graph
+
+
+def predict_shipped(tflite_model: bytes, fitted: Fitted, rows: RunData) -> Predictions:
+    if fitted.standardize is None:  # trees, committees: raw rows
+        return predict_tflite(tflite_model, rows.features)
+    return predict_int8(tflite_model, fitted.standardize(rows.features))
+
+
+def agreement(a: Predictions, b: Predictions, threshold: float) -> float:
+    same_class = a.probabilities.argmax(1) == b.probabilities.argmax(1)
+    same_verdict = called_fresh(a.probabilities, threshold) == called_fresh(
+        b.probabilities, threshold
+    )
+    return float(np.mean(same_class & same_verdict))
+
+
+def invoke_time_ms(tflite_model: bytes, n_features: int, repeats: int = 200) -> float:
+    """Median time of one single-row invoke with the station's runtime (one thread)."""
+    import tempfile
+
+    from device.inference import make_interpreter
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.tflite"
+        path.write_bytes(tflite_model)
+        interpreter = make_interpreter(path, num_threads=1)
+    (inp,) = interpreter.get_input_details()
+    interpreter.resize_tensor_input(inp["index"], [1, n_features], strict=True)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(inp["index"], np.zeros((1, n_features), dtype=inp["dtype"]))
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        interpreter.invoke()
+        times.append(time.perf_counter() - started)
+    return float(np.median(times) * 1000.0)
+
+
+def _progress(enabled: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(unit="fit", disable=not enabled, leave=False)
 
 
 def train_food(
     data_dir: Path,
     out_dir: Path,
     *,
-    config: TrainConfig = DEFAULT_CONFIG,
+    grid: Sequence[Candidate] | None = None,
     folds: str = "all",
     files: Sequence[Path] = (),
     progress: bool = True,
 ) -> TrainingReport:
-    """The whole job; writes ``out_dir`` and returns what it measured.
-
-    With ``folds="all"``, every activation of :data:`ACTIVATIONS_COMPARED` is trained with
-    every seed of :data:`REPRODUCIBILITY_SEEDS` (including ``config.seed``) on every fold; the
-    rule of :func:`choose_activation` picks the activation, then :func:`prefer_ensemble`
-    decides between the seed ensemble of :data:`ENSEMBLE_SEEDS` and ``config.seed`` alone.
-    The shipped choice's folds are the leave-one-run-out figures.
-    """
+    """The whole job; writes ``out_dir`` and returns what it measured."""
+    from training.food.nested import prepare_rows
     from training.food.report import write_model_folder
 
     started = time.monotonic()
     full = folds == "all"
-    single = replace(config, ensemble_seeds=())
-    ablations_to_run = {n: s for n, s in ABLATIONS.items() if s != config.spec} if full else {}
-    # Every feature window must fit; the largest decides the rows a run needs.
-    window = max(s.window_minutes for s in [config.spec, *ablations_to_run.values()])
+    grid = list(grid if grid is not None else (default_grid() if full else quick_grid()))
+    window = max(c.spec.window_minutes for c in grid)
     recordings = load_runs(data_dir, files, window)
     names = [r.path.stem for r in recordings]
-    held_out = names if full else names[:1]
-    activations = ACTIVATIONS_COMPARED if full else (config.activation,)
-    seeds = tuple(dict.fromkeys((config.seed, *REPRODUCIBILITY_SEEDS, *ENSEMBLE_SEEDS)))
-    shipped_seeds = ENSEMBLE_SEEDS if full else config.member_seeds
-    fold_trainings = len(activations) * len(seeds) + len(ablations_to_run) if full else 1
-    trainings = len(held_out) * fold_trainings * (1 if full else len(shipped_seeds))
-    trainings += len(shipped_seeds)
-    with _progress(trainings * config.epochs, progress) as bar:
-        tick: Callable[[], None] = lambda: bar.update(1)  # noqa: E731
-        if full:
-            trained: dict[tuple[str, int, str], tuple[FoldResult, TrainedFold]] = {}
-            for activation in activations:
-                for seed in seeds:
-                    variant = replace(single, activation=activation, seed=seed)
-                    for name in held_out:
-                        bar.set_description(f"{activation}, seed {seed}, held out {name}")
-                        trained[activation, seed, name] = evaluate_fold(
-                            recordings, name, variant, tick
-                        )
-            repro = [
-                reproducibility(
-                    activation,
-                    seeds,
-                    {(n, s): f for (a, s, n), (f, _) in trained.items() if a == activation},
-                    config.fresh_threshold,
-                )
-                for activation in activations
-            ]
-            single = replace(single, activation=choose_activation(repro))
-            by_seed = {
-                seed: Candidate(
-                    f"{single.activation}, seed {seed} alone",
-                    [trained[single.activation, seed, n][0] for n in held_out],
-                )
-                for seed in seeds
-            }
-            ensemble_config = replace(single, ensemble_seeds=ENSEMBLE_SEEDS)
-            ensemble_folds = []
-            for name in held_out:
-                bar.set_description(f"seed ensemble, held out {name}")
-                members = [trained[single.activation, s, name][1] for s in ENSEMBLE_SEEDS]
-                train_runs, _ = fold_runs(recordings, name, single.spec)
-                ensemble = ensemble_of(members, train_runs, single.seed)
-                ensemble_folds.append(score_fold(recordings, name, ensemble, ensemble_config))
-            ensemble_candidate = Candidate(
-                f"{single.activation}, ensemble of seeds {', '.join(map(str, ENSEMBLE_SEEDS))}",
-                ensemble_folds,
-                is_ensemble=True,
-            )
-            use_ensemble = prefer_ensemble(ensemble_candidate, [by_seed[s] for s in ENSEMBLE_SEEDS])
-            config = ensemble_config if use_ensemble else single
-            results = (ensemble_candidate if use_ensemble else by_seed[single.seed]).folds
-            candidates = [*by_seed.values(), ensemble_candidate]
-            single_results = by_seed[single.seed].folds
-        else:
-            repro, candidates = [], []
-            bar.set_description(f"held out {held_out[0]}")
-            results = [evaluate_fold(recordings, held_out[0], config, tick)[0]]
-            single_results = results
-        # The ablation compares feature sets with one network (seed config.seed) each.
-        ablations = [Ablation("shipped", mean_scores([f.int8_scores for f in single_results]))]
-        for ablation, spec in ablations_to_run.items():
-            bar.set_description(f"ablation: {ablation}")
-            variant = replace(single, spec=spec)
-            scores = [evaluate_fold(recordings, n, variant, tick)[0] for n in held_out]
-            ablations.append(Ablation(ablation, mean_scores([s.int8_scores for s in scores])))
-        bar.set_description("shipped model")
-        runs = [run_features(r, config.spec) for r in recordings]
-        shipped = train_on(runs, config, tick)
+    rows = prepare_rows(recordings, grid)
+    with _progress(progress) as bar:
 
-    x = shipped.standardize(np.concatenate([r.features for r in runs]))
-    labels = np.concatenate([r.labels for r in runs])
-    tvc = np.concatenate([r.tvc_log_cfu for r in runs])
+        def on_fit(what: str) -> None:
+            bar.set_description(what)
+            bar.update(1)
+
+        tick: Callable[[str], None] = on_fit
+        cache = FitCache(grid, rows, tick)
+        outer = nested_loro(names, grid, cache) if full else []
+        # The shipped candidate: the same rules over all runs (leave-one-run-out).
+        held_out = names if full else names[:1]
+        per_candidate = []
+        for c in range(len(grid)):
+            helds = [cache.held(c, [r for r in names if r != h], h) for h in held_out]
+            per_candidate.append(helds)
+        if full:
+            thresholds = [choose_threshold(h) for h in per_candidate]
+        else:  # the rule on the other runs (inner folds of the one held-out run)
+            rest = names[1:]
+            thresholds = [
+                choose_threshold([cache.held(c, [r for r in rest if r != i], i) for i in rest])
+                for c in range(len(grid))
+            ]
+        selection = [mean_of(h, t) for h, t in zip(per_candidate, thresholds, strict=True)]
+        deployable = [i for i, c in enumerate(grid) if c.family in DEPLOYABLE_FAMILIES]
+        shipped = max(
+            deployable,
+            key=lambda i: (selection[i].accuracy_fresh, -selection[i].tvc_mae),
+        )
+        if not full:
+            shipped = len(grid) - 1
+        threshold = thresholds[shipped]
+        # The shipped form of each held-out fold, against the fitted model's own answers.
+        shipped_folds = []
+        for held in per_candidate[shipped]:
+            train = [r for r in names if r != held.run]
+            fitted = cache.fit(shipped, train)
+            bar.set_description(f"shipped form, held out {held.run}")
+            form = shipped_form(fitted, [rows[shipped][r] for r in sorted(train)])
+            said = predict_shipped(form, fitted, held.rows)
+            shipped_folds.append(
+                ShippedFold(
+                    run=held.run,
+                    threshold=threshold,
+                    held=Held(held.run, held.rows, said),
+                    own=held,
+                    agreement=agreement(said, held.predicted, threshold),
+                    max_probability_difference=float(
+                        np.abs(said.probabilities - held.predicted.probabilities).max()
+                    ),
+                )
+            )
+        bar.set_description("shipped model, all runs")
+        all_rows = [rows[shipped][r] for r in names]
+        final = cache.fit(shipped, names)
+        tflite_model = shipped_form(final, all_rows)
+        every_minute = RunData(
+            "all",
+            np.concatenate([r.minutes for r in all_rows]),
+            np.concatenate([r.features for r in all_rows]),
+            np.concatenate([r.labels for r in all_rows]),
+            np.concatenate([r.tvc_log_cfu for r in all_rows]),
+        )
+        final_agreement = agreement(
+            predict_shipped(tflite_model, final, every_minute),
+            predict(final, every_minute),
+            threshold,
+        )
+    n_features = all_rows[0].features.shape[1]
+    size_note = describe_size(final)
     report = TrainingReport(
-        config=config,
         runs=names,
-        folds=results,
-        reproducibility=repro,
-        candidates=candidates,
-        ablations=ablations,
-        parameters=count_parameters(shipped.model),
-        model_bytes=len(shipped.tflite_model),
+        grid=grid,
+        outer=outer,
+        shipped_index=shipped,
+        shipped_threshold=threshold,
+        shipped_folds=shipped_folds,
+        selection_scores=selection,
+        selection_thresholds=thresholds,
+        model_bytes=len(tflite_model),
+        invoke_ms=invoke_time_ms(tflite_model, n_features),
+        size_note=size_note,
+        train_rows=final.train_rows,
+        final_agreement=final_agreement,
         wall_time_s=0.0,
-        train_rows=len(labels),
-        shipped_training_scores=Scores.of(
-            predict_int8(shipped.tflite_model, x), labels, tvc, config.fresh_threshold
-        ),
+        full=full,
     )
     report.wall_time_s = time.monotonic() - started
-    write_model_folder(out_dir, shipped, report, data_dir)
+    write_model_folder(out_dir, tflite_model, final, report, data_dir)
     return report
 
 
+def describe_size(fitted: Fitted) -> str:
+    """Tree nodes and network parameters, in words."""
+    if isinstance(fitted.model, FittedTrees):
+        return f"{count_nodes(fitted.model)} tree nodes"
+    if fitted.candidate.family == "committee":
+        return " + ".join(describe_size(m) for m in fitted.model)
+    return f"{int(fitted.model.count_params())} parameters"
+
+
 def summary_table(report: TrainingReport) -> str:
-    """Per-fold table (printed at the end and used in report.md)."""
+    """Per held-out run: the shipped form's figures and alarm timing (printed and in
+    report.md)."""
     lines = [
-        "| held-out run | rows | fresh/not float | fresh/not int8 | not-fresh called fresh "
-        "| 4-class int8 | TVC MAE int8 | float=int8 |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| held-out run | minutes | fresh/not | not-fresh called fresh | 4-class | TVC MAE "
+        "| first alarm vs label (min early) | flips back | shipped form = fitted |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for f in report.folds:
-        s = f.int8_scores
+    for f in report.shipped_folds:
+        s = f.scores
+        timing = alarm_timing(f.held, f.threshold)
+        early = "never" if timing.minutes_early is None else f"{timing.minutes_early:+d}"
         lines.append(
-            f"| {f.run} | {s.rows} | {f.float_scores.accuracy_fresh:.3f} "
-            f"| {s.accuracy_fresh:.3f} | {s.not_fresh_called_fresh:.1%} "
-            f"| {s.accuracy_4class:.3f} | {s.tvc_mae:.3f} | {f.agreement:.3f} |"
+            f"| {f.run} | {s.rows} | {s.accuracy_fresh:.3f} | {s.not_fresh_called_fresh:.1%} "
+            f"| {s.accuracy_4class:.3f} | {s.tvc_mae:.3f} | {early} | {timing.flips_back} "
+            f"| {f.agreement:.4f} |"
         )
-    mf, mi = report.mean("float"), report.mean("int8")
+    m = report.shipped_mean()
     lines.append(
-        f"| **mean** | | **{mf.accuracy_fresh:.3f}** | **{mi.accuracy_fresh:.3f}** "
-        f"| {mi.not_fresh_called_fresh:.1%} | **{mi.accuracy_4class:.3f}** "
-        f"| **{mi.tvc_mae:.3f}** | {report.agreement:.3f} |"
+        f"| **mean** | | **{m.accuracy_fresh:.3f}** | {m.not_fresh_called_fresh:.1%} "
+        f"| **{m.accuracy_4class:.3f}** | **{m.tvc_mae:.3f}** | | | |"
     )
     return "\n".join(lines)
+
+
+def truth_fresh(rows: RunData) -> Any:
+    return FRESH[rows.labels]
