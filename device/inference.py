@@ -208,7 +208,11 @@ class ModelCard(BaseModel):
 
 def _restore_hint(folder: Path) -> str:
     if not folder.parent.is_dir():
-        return models_dir_hint(folder.parent)
+        return f"{models_dir_hint(folder.parent)}; or {_restore_in_checkout(folder)}"
+    return _restore_in_checkout(folder)
+
+
+def _restore_in_checkout(folder: Path) -> str:
     return (
         f"restore the folder from git (`git checkout -- {folder}`) or train it again with "
         "`senses-train` (the food model: `senses-train food`)"
