@@ -39,12 +39,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from device.clock import Clock
 from device.errors import ConceptError, MoodBoardError
-from device.eye.images import MIN_POSITIVES, MIN_SIDE_PX, BoardImage, MoodBoard, pixels_sha256
+from device.eye.images import BoardPicture, MoodBoard, board_from_pictures
 from device.link import boardfile
 from device.link.boardfile import BoardFileError, Picture
 from device.link.protocol import ResultCode
@@ -110,60 +109,31 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()[:40] or "concept"
 
 
-def _decode_picture(picture: Picture) -> np.ndarray[Any, np.dtype[np.uint8]]:
-    """One board picture's pixels, or :class:`MoodBoardError` saying what is wrong with it."""
+def _too_large(picture: Picture) -> str | None:
+    """The link's limit on a picture's side, from its header (pixels are not decoded here)."""
     try:
         with Image.open(io.BytesIO(picture.jpeg)) as image:
             width, height = image.size
-            if max(width, height) > boardfile.MAX_PICTURE_SIDE_PX:
-                raise MoodBoardError(
-                    f"{picture.file} is {width}x{height} pixels; at most "
-                    f"{boardfile.MAX_PICTURE_SIDE_PX} on a side (the app sends "
-                    f"{boardfile.SEND_SIDE_PX} px)"
-                )
-            upright = ImageOps.exif_transpose(image) or image
-            rgb = upright.convert("RGB")
-    except MoodBoardError:
-        raise
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
-        raise MoodBoardError(
-            f"{picture.file} is not a readable picture ({type(e).__name__}): use a JPEG or PNG "
-            "photo, or remove it from the board"
-        ) from e
-    pixels = np.asarray(rgb, dtype=np.uint8)
-    if min(pixels.shape[:2]) < MIN_SIDE_PX:
-        raise MoodBoardError(
-            f"{picture.file} is {pixels.shape[1]}x{pixels.shape[0]} pixels: too small to show "
-            f"a concept (at least {MIN_SIDE_PX} px on each side)"
-        )
-    return pixels
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        return None  # unreadable: board_from_pictures names it with the other problems
+    if max(width, height) <= boardfile.MAX_PICTURE_SIDE_PX:
+        return None
+    return (
+        f"{picture.file} is {width}x{height} pixels; at most {boardfile.MAX_PICTURE_SIDE_PX} "
+        f"on a side (the app sends {boardfile.SEND_SIDE_PX} px)"
+    )
 
 
 def mood_board(pictures: list[Picture]) -> MoodBoard:
-    """The pictures as a :class:`MoodBoard`; :class:`MoodBoardError` lists every problem."""
-    problems: list[str] = []
-    loaded: dict[str, list[BoardImage]] = {"positive": [], "negative": []}
-    seen: dict[str, str] = {}
-    for picture in pictures:
-        try:
-            pixels = _decode_picture(picture)
-        except MoodBoardError as e:
-            problems.append(str(e))
-            continue
-        digest = pixels_sha256(pixels)
-        first = seen.setdefault(digest, picture.file)
-        if first != picture.file:
-            problems.append(f"{picture.file} is the same picture as {first}: remove one")
-            continue
-        loaded[picture.role].append(BoardImage(Path(picture.file), pixels, picture.weight, digest))
-    if not problems and len(loaded["positive"]) < MIN_POSITIVES:
-        problems.append(
-            f"the board has {len(loaded['positive'])} different picture(s) of the concept: it "
-            f"needs at least {MIN_POSITIVES} (5-20 work well)"
-        )
-    if problems:
-        raise MoodBoardError("the board cannot be used: " + "; ".join(problems))
-    return MoodBoard(tuple(loaded["positive"]), tuple(loaded["negative"]))
+    """The pictures as a :class:`MoodBoard`, checked as every board is
+    (:func:`~device.eye.images.board_from_pictures`) and against the link's size limit;
+    :class:`MoodBoardError` lists every problem."""
+    too_large = [problem for problem in map(_too_large, pictures) if problem]
+    if too_large:
+        raise MoodBoardError("the mood board cannot be used:\n  " + "\n  ".join(too_large))
+    return board_from_pictures(
+        [BoardPicture(p.jpeg, p.role, p.weight, p.file) for p in pictures]  # type: ignore[arg-type]
+    )
 
 
 def quality_fields(report: Any) -> dict[str, Any]:

@@ -172,12 +172,12 @@ def _wide_png() -> bytes:
     [
         pytest.param(
             Picture("positive", 1.0, "broken.jpg", _jpeg("brick")[:400]),
-            "broken.jpg is not a readable picture",
+            "cannot read image broken.jpg",
             id="corrupt",
         ),
         pytest.param(
             Picture("positive", 1.0, "notes.txt", b"milk, eggs, bread" * 10),
-            "notes.txt is not a readable picture",
+            "cannot read image notes.txt",
             id="not-an-image",
         ),
         pytest.param(
