@@ -172,7 +172,6 @@ class MqttSink:
             self.bridge.pairing_enabled = True
             if not first:
                 return
-            self._client.message_callback_add(self.topics.pairing_command, self._on_pair_command)
             if self._connected.is_set():  # already connected: announce and listen now
                 self._client.subscribe(self.topics.pairing_command, qos=1)
                 for entity in self.bridge.discovery.pairing_entities():
@@ -188,16 +187,6 @@ class MqttSink:
                 self._publish(outgoing)
             else:
                 self._outbox.put(outgoing)
-
-    def _on_pair_command(self, client: mqtt.Client, userdata: Any, message: Any) -> None:
-        if message.payload.decode(errors="replace") != PAYLOAD_PAIR or self._on_pair is None:
-            log.warning("MQTT: ignored %r on %s", message.payload[:40], message.topic)
-            return
-        log.info("MQTT: Home Assistant asks to open a pairing window")
-        try:
-            self._on_pair()
-        except Exception:
-            log.exception("MQTT: opening a pairing window failed")
 
     def start(self) -> None:
         """Connect in the background; returns at once, retries with backoff until close()."""
@@ -321,24 +310,30 @@ class MqttSink:
         )
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        if message.topic != self.topics.new_food:
+        """Home Assistant's buttons: new food in the box, and pair a phone."""
+        commands: dict[str, tuple[str, str, Callable[[], object] | None]] = {
+            self.topics.new_food: (PAYLOAD_PRESS, "New food pressed", self.on_new_food),
+            self.topics.pairing_command: (PAYLOAD_PAIR, "Pair a phone pressed", self._on_pair),
+        }
+        if message.topic not in commands:
             return
+        expected, pressed, handler = commands[message.topic]
         if message.retain:
-            # A retained press would mark food in again at every reconnect: only live presses.
+            # A retained press would act again at every reconnect: only live presses count.
             log.warning("MQTT: ignoring a retained message on %s", message.topic)
             return
         payload = message.payload.decode("utf-8", errors="replace").strip()
-        if payload != PAYLOAD_PRESS:
-            log.warning("MQTT: %s got %r, expected %r", message.topic, payload, PAYLOAD_PRESS)
+        if payload != expected:
+            log.warning("MQTT: %s got %r, expected %r", message.topic, payload, expected)
             return
-        handler = self.on_new_food
         if handler is None:
-            log.warning("MQTT: New food pressed, but this station runs no nose")
+            log.warning("MQTT: %s, but this station cannot do it (no nose, or no link)", pressed)
             return
         try:
-            log.info("MQTT: New food pressed in Home Assistant: %s", handler())
+            answer = handler()
+            log.info("MQTT: %s in Home Assistant%s", pressed, f": {answer}" if answer else "")
         except Exception:
-            log.exception("MQTT: marking new food in failed")
+            log.exception("MQTT: acting on %s failed", pressed)
 
     def _unacknowledged_states(self, dropped: list[mqtt.MQTTMessage]) -> list[OutgoingMessage]:
         """Paho's leftovers as our messages; discovery and status are announced afresh anyway."""
