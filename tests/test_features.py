@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -253,3 +254,74 @@ def test_cross_sensor_shape_ignores_a_change_that_moves_every_sensor_alike() -> 
     np.testing.assert_allclose(a[:, shape], b[:, shape], atol=1e-12)
     assert ROBUST.window_minutes == 10
     assert ROBUST.names()[N_SENSORS] == "cross_sensor_MQ135"
+
+
+#: The shape of the smell since food-in, as the shape models of the food grid take it.
+SHAPE = FeatureSpec(
+    slope_minutes=(), per_sensor=False, cap_rising=True, shape_minutes=(240, 480, 720)
+)
+
+
+def test_shape_rows_come_from_food_in_and_match_the_devices_window() -> None:
+    rs, temperature, humidity = _run(1500)
+    baseline = _baseline(rs, temperature, humidity)
+    assert SHAPE.since_food_in and SHAPE.window_minutes == 730
+    assert SHAPE.first_row_minutes == 130
+
+    features = compute_features(rs, temperature, humidity, baseline, SHAPE)
+    # One row per minute since food-in; none before 130 minutes of history.
+    assert features.shape == (1500, len(SHAPE.names())) == (1500, 24)
+    assert np.isnan(features[:129]).all() and np.isfinite(features[129:]).all()
+
+    # The station holds the minutes since food-in (the last 730 of them): same rows.
+    for minute in (129, 400, 729, 1200, 1499):
+        first = max(0, minute + 1 - SHAPE.window_minutes)
+        held = slice(first, minute + 1)
+        row = compute_features(rs[held], temperature[held], humidity[held], baseline, SHAPE)[-1]
+        np.testing.assert_allclose(row, features[minute], rtol=0, atol=1e-12)
+
+
+def test_a_less_sensitive_array_gives_the_same_shape() -> None:
+    """TS5's sensors moved about a third as far as the other runs': the shape, unlike the
+    summaries themselves, does not see it."""
+    rs, _, _ = _run(1500)
+    flat_climate = np.full(1500, 25.0), np.full(1500, 50.0)
+    weak = rs[0] * (rs / rs[0]) ** (1 / 3)  # every log response a third as large
+    strong_features = compute_features(rs, *flat_climate, _baseline(rs, *flat_climate), SHAPE)
+    weak_features = compute_features(weak, *flat_climate, _baseline(weak, *flat_climate), SHAPE)
+    late = slice(600, None)  # once every drop is well past the floor
+    # (the baseline median of an even count of minutes averages two of them: not exact)
+    np.testing.assert_allclose(weak_features[late], strong_features[late], atol=1e-4)
+    summaries = FeatureSpec(slope_minutes=(), per_sensor=False, summaries=True)
+    strong = compute_features(rs, *flat_climate, _baseline(rs, *flat_climate), summaries)
+    weak_summary = compute_features(weak, *flat_climate, _baseline(weak, *flat_climate), summaries)
+    np.testing.assert_allclose(weak_summary[-1], strong[-1] / 3, rtol=1e-3)
+
+
+def test_food_that_has_not_changed_has_no_shape_yet() -> None:
+    """Noise around the baseline is divided by the 5 % floor, not by itself."""
+    rng = np.random.default_rng(1)
+    rs = 20.0 * np.exp(rng.normal(0, 0.002, (300, N_SENSORS)))
+    climate = np.full(300, 25.0), np.full(300, 50.0)
+    features = compute_features(rs, *climate, _baseline(rs, *climate), SHAPE)
+    assert np.abs(features[129:]).max() < 0.2
+
+
+def test_shape_spec_round_trips_and_bad_look_backs_are_refused() -> None:
+    data = json.loads(json.dumps(SHAPE.to_dict()))
+    assert FeatureSpec.from_dict(data) == SHAPE
+    assert data["shape_minutes"] == [240, 480, 720]
+    assert "shape_minutes" not in FeatureSpec().to_dict()  # older cards read back unchanged
+    with pytest.raises(ValueError, match="shape_minutes"):
+        FeatureSpec(per_sensor=False, shape_minutes=(60,))
+
+
+def test_training_refuses_a_late_start_for_features_since_food_in() -> None:
+    from training.food.data import load_recording
+    from training.food.evaluate import run_features
+
+    beef = Path(__file__).resolve().parents[1] / "training" / "data" / "beef_wijaya"
+    recording = load_recording(beef / "TS2.csv")
+    assert len(run_features(recording, SHAPE).labels) == len(recording) - 129
+    with pytest.raises(ValueError, match="look back to food-in"):
+        run_features(recording, SHAPE, start_minute=600)

@@ -27,6 +27,17 @@ What a feature row holds (research/enose.md §2.1 and §5):
   ``summary_min_minutes`` and their slopes over ``summary_slope_minutes`` (research/enose.md
   §2.2: robust to one odd sensor). With
   ``per_sensor=False`` the per-sensor responses are left out.
+* optionally the **shape of the smell so far** (``shape_minutes``, issue 15): each summary
+  divided by the lowest it has been since the food went in (its level relative to its own
+  largest drop), and its change over the last 1 and 2 hours and over each of
+  ``shape_minutes``, divided by that same largest drop. A run whose sensors are three times
+  less sensitive (the beef set's TS5) gives the same shape, where the summaries themselves
+  differ threefold; the shape says whether the array is still falling fast (spoilage under
+  way) or has levelled off after a long fall (spoiled). These features look back up to
+  ``max(shape_minutes)`` minutes *since the food went in*: before food-in the response counts
+  as the baseline's (0), so the rows passed must start at food-in (or be the last
+  :attr:`FeatureSpec.window_minutes` of them), and a row needs
+  :data:`SHAPE_FIRST_ROW_MINUTES` minutes since food-in.
 
 **No feature encodes time since the start of a recording.** People put in food of any age:
 a steak bought yesterday is "good" from its first minute in the box. A model that learned
@@ -82,6 +93,16 @@ _MINUTES_PER_HOUR = 60.0
 #: them little, and a run whose sensors are all less sensitive still orders its minutes alike.
 SUMMARIES: tuple[str, ...] = ("mean", "median", "q25", "min")
 
+#: The shape features divide by the largest drop so far, but never by less than this (a log
+#: ratio of 0.05, a 5 % fall): a food that has barely changed has no shape yet, and dividing by
+#: a near-zero drop would blow a sensor's noise up into a shape.
+SHAPE_FLOOR = 0.05
+#: The shape's fixed look-backs (minutes), besides ``shape_minutes``.
+SHAPE_SLOPE_MINUTES: tuple[int, ...] = (60, 120)
+#: A shape row needs this many minutes since food-in: 10 minutes of smoothing and 2 hours of
+#: history, the same wait as the summaries' slopes (no verdict earlier than with them).
+SHAPE_FIRST_ROW_MINUTES = 130
+
 
 @dataclass(frozen=True)
 class FeatureSpec:
@@ -99,14 +120,26 @@ class FeatureSpec:
     summaries: bool = False
     summary_min_minutes: int = 0
     summary_slope_minutes: tuple[int, ...] = ()
+    # Appended (issue 15, later): a card without it has no shape features.
+    shape_minutes: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         # Lists from callers become tuples, so specs compare equal and hash.
         object.__setattr__(self, "sensors", tuple(self.sensors))
         object.__setattr__(self, "slope_minutes", tuple(self.slope_minutes))
         object.__setattr__(self, "summary_slope_minutes", tuple(self.summary_slope_minutes))
-        if not (self.per_sensor or self.summaries):
-            raise ValueError("a spec needs per-sensor features, cross-sensor summaries or both")
+        object.__setattr__(self, "shape_minutes", tuple(self.shape_minutes))
+        if not (self.per_sensor or self.summaries or self.shape_minutes):
+            raise ValueError(
+                "a spec needs per-sensor features, cross-sensor summaries or their shape"
+            )
+        if any(k <= max(SHAPE_SLOPE_MINUTES) for k in self.shape_minutes) or len(
+            set(self.shape_minutes)
+        ) != len(self.shape_minutes):
+            raise ValueError(
+                f"shape_minutes must be distinct and longer than {max(SHAPE_SLOPE_MINUTES)} "
+                f"min (the shape's own look-backs), got {self.shape_minutes}"
+            )
         if (self.summary_min_minutes or self.summary_slope_minutes) and not self.summaries:
             raise ValueError("summary_min_minutes and summary_slope_minutes need summaries=True")
         if self.cross_sensor and not self.per_sensor:
@@ -127,10 +160,47 @@ class FeatureSpec:
 
     @property
     def window_minutes(self) -> int:
-        """Rows (one-minute means) of history one feature row needs."""
+        """Rows (one-minute means) of history one feature row looks at."""
+        shape = (*SHAPE_SLOPE_MINUTES, *self.shape_minutes) if self.shape_minutes else ()
         return self.smooth_minutes + max(
-            (*self.slope_minutes, *self.summary_slope_minutes, self.summary_min_minutes - 1, 0),
+            (
+                *self.slope_minutes,
+                *self.summary_slope_minutes,
+                self.summary_min_minutes - 1,
+                *shape,
+                0,
+            ),
         )
+
+    @property
+    def since_food_in(self) -> bool:
+        """The features look back to food-in (shape features): rows before it count as the
+        baseline, and a row comes :attr:`first_row_minutes` after food-in, before the window
+        is full."""
+        return bool(self.shape_minutes)
+
+    @property
+    def first_row_minutes(self) -> int:
+        """Minutes since food-in (counting the baseline's) before the first feature row."""
+        if not self.since_food_in:
+            return self.window_minutes
+        return max(
+            SHAPE_FIRST_ROW_MINUTES,
+            self.smooth_minutes
+            + max(
+                (*self.slope_minutes, *self.summary_slope_minutes, self.summary_min_minutes - 1, 0)
+            ),
+        )
+
+    @property
+    def shape_names(self) -> list[str]:
+        """Names of the shape features (empty without ``shape_minutes``)."""
+        if not self.shape_minutes:
+            return []
+        names = [f"shape_level_{n}" for n in self.summary_names]
+        for k in (*SHAPE_SLOPE_MINUTES, *self.shape_minutes):
+            names += [f"shape_change{k}min_{n}" for n in self.summary_names]
+        return names
 
     @property
     def summary_names(self) -> list[str]:
@@ -152,12 +222,12 @@ class FeatureSpec:
                 names += [f"min{self.summary_min_minutes}min_{n}" for n in self.summary_names]
             for k in self.summary_slope_minutes:
                 names += [f"slope{k}min_{n}_per_h" for n in self.summary_names]
-        return names
+        return names + self.shape_names
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able form (for the model card)."""
         extra: dict[str, Any] = {}
-        if self.summaries or not self.per_sensor:
+        if self.summaries or not self.per_sensor or self.shape_minutes:
             # Written only when used, so cards of earlier models read back unchanged.
             extra = {
                 "per_sensor": self.per_sensor,
@@ -165,6 +235,8 @@ class FeatureSpec:
                 "summary_min_minutes": self.summary_min_minutes,
                 "summary_slope_minutes": list(self.summary_slope_minutes),
             }
+        if self.shape_minutes:
+            extra["shape_minutes"] = list(self.shape_minutes)
         return extra | {
             "version": FEATURE_VERSION,
             "sensors": list(self.sensors),
@@ -189,6 +261,7 @@ class FeatureSpec:
         keys = {"version", "sensors", "smooth_minutes", "slope_minutes"}
         keys |= {"compensate_climate", "include_climate", "cap_rising", "cross_sensor"}
         optional = {"per_sensor", "summaries", "summary_min_minutes", "summary_slope_minutes"}
+        optional |= {"shape_minutes"}
         derived = {"window_minutes", "names"}
         missing = sorted(keys - set(data))
         unknown = sorted(set(data) - keys - optional - derived)
@@ -210,6 +283,7 @@ class FeatureSpec:
                 summaries=bool(data.get("summaries", False)),
                 summary_min_minutes=int(data.get("summary_min_minutes", 0)),
                 summary_slope_minutes=tuple(int(k) for k in data.get("summary_slope_minutes", ())),
+                shape_minutes=tuple(int(k) for k in data.get("shape_minutes", ())),
             )
         except (TypeError, ValueError) as e:
             raise ModelCardError(f"feature_spec is invalid: {e}") from e
@@ -352,10 +426,23 @@ def compute_features(
 
     A row whose window holds any missed sample (NaN anywhere in that minute) is all NaN, so
     the caller can skip it rather than classify a partial window.
+
+    A spec that looks back to food-in (:attr:`FeatureSpec.since_food_in`) instead gives one
+    row per input row: the rows passed start at food-in (or are the last ``window_minutes``
+    of the rows since), and rows before :attr:`FeatureSpec.first_row_minutes` are NaN.
     """
     rs, t, rh = _check_inputs(rs_kohm, temperature_c, humidity_pct, baseline)
     if rs.shape[1] != len(spec.sensors):
         raise ValueError(f"rs_kohm has {rs.shape[1]} columns, spec has {len(spec.sensors)}")
+    if spec.since_food_in:
+        return _features_since_food_in(rs, t, rh, baseline, spec)
+    return _windowed_features(rs, t, rh, baseline, spec)
+
+
+def _windowed_features(
+    rs: FloatArray, t: FloatArray, rh: FloatArray, baseline: Baseline, spec: FeatureSpec
+) -> FloatArray:
+    """Rows [T − window_minutes + 1, F]: one per full window of the rows given."""
     window = spec.window_minutes
     if rs.shape[0] < window:
         raise ValueError(
@@ -379,11 +466,55 @@ def compute_features(
         columns.append(climate[offset:])
     if spec.summaries:
         columns += _summary_columns(smooth, spec, offset, rows)
+    if spec.shape_minutes:
+        columns += _shape_columns(smooth, spec, offset, rows)
     features = np.concatenate(columns, axis=1)
 
     missed = np.isnan(rs).any(axis=1) | np.isnan(t) | np.isnan(rh)
     features[np.lib.stride_tricks.sliding_window_view(missed, window).any(axis=1)] = np.nan
     return features
+
+
+def _features_since_food_in(
+    rs: FloatArray, t: FloatArray, rh: FloatArray, baseline: Baseline, spec: FeatureSpec
+) -> FloatArray:
+    """One row per input row, for rows that start at food-in (:attr:`FeatureSpec.since_food_in`).
+
+    The minutes before food-in are taken as the baseline itself (its Rs and climate, a
+    response of 0), so a row early after food-in sees the same window as one late; rows
+    before :attr:`FeatureSpec.first_row_minutes` are NaN (too little history for a verdict).
+    """
+    pad = spec.window_minutes - 1
+    if rs.shape[0] == 0:
+        raise ValueError("need at least one one-minute row since food-in")
+    features = _windowed_features(
+        np.concatenate([np.broadcast_to(baseline.rs_kohm, (pad, rs.shape[1])), rs]),
+        np.concatenate([np.full(pad, baseline.temperature_c), t]),
+        np.concatenate([np.full(pad, baseline.humidity_pct), rh]),
+        baseline,
+        spec,
+    )
+    features[: spec.first_row_minutes - 1] = np.nan
+    return features
+
+
+def _shape_columns(
+    smooth: FloatArray, spec: FeatureSpec, offset: int, rows: int
+) -> list[FloatArray]:
+    """The summaries relative to their largest drop in the window (see the module docstring).
+
+    The largest drop is the lowest summary over every smoothed row of the window (never above
+    0, the baseline), floored at :data:`SHAPE_FLOOR`.
+    """
+    summary = _summaries_across_sensors(smooth)
+    span = spec.window_minutes - spec.smooth_minutes + 1  # smoothed rows in one window
+    lowest = np.lib.stride_tricks.sliding_window_view(summary, span, axis=0).min(axis=-1)
+    drop = np.maximum(-np.minimum(lowest[offset - span + 1 :], 0.0), SHAPE_FLOOR)
+    now = summary[offset:]
+    columns = [now / drop]
+    for k in (*SHAPE_SLOPE_MINUTES, *spec.shape_minutes):
+        columns.append((now - summary[offset - k : offset - k + rows]) / drop)
+    return columns
 
 
 def _summaries_across_sensors(smooth: FloatArray) -> FloatArray:
