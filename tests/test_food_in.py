@@ -34,9 +34,11 @@ from device.nose.features import BASELINE_MINUTES, Baseline
 from device.nose.food import (
     ANSWER_SUFFIX,
     FoodTracker,
+    MinuteLog,
     SavedFoodState,
     request_new_food,
 )
+from device.nose.minutes import MinuteRow
 
 ROOT = Path(__file__).resolve().parents[1]
 BEEF = ROOT / "training" / "data" / "beef_wijaya" / "TS2.csv"
@@ -153,7 +155,7 @@ def test_the_food_baseline_is_its_first_minutes_as_in_training(model, beef) -> N
     assert box.tracker.classifier.baseline.temperature_c == expected.temperature_c
     # The first verdict comes on the minute training gives its first: when the window that
     # starts at food-in is full (or the baseline is complete, if that is later).
-    window = FoodModelConfig.from_card(model.card).spec.window_minutes
+    window = FoodModelConfig.from_card(model.card).spec.first_row_minutes
     said = verdicts(events)
     assert said, "no verdict after the baseline"
     first_minute = next(i for i, f in enumerate(foods(events)) if f.food_state is FoodState.READY)
@@ -269,7 +271,102 @@ def test_the_food_state_survives_a_restart(model, beef, tmp_path: Path) -> None:
     events = restarted.run(box.tracker.minutes_to_first_verdict + 2)
     assert any("baseline restored" in m for m in messages(events))
     assert verdicts(events) and verdicts(events)[0].food_in_ts == box.tracker.food_in_ts
-    assert foods(events)[0].food_state is FoodState.STARTING
+    # The shipped model looks back to food-in: its minutes were kept, so verdicts go on at
+    # once rather than after a new wait (a model of windows alone waits for its window again).
+    spec = FoodModelConfig.from_card(model.card).spec
+    first_after = foods(events)[0].food_state
+    assert first_after is (FoodState.READY if spec.since_food_in else FoodState.STARTING)
+
+
+def _uninterrupted(model, beef, minutes: int) -> list[FoodReading]:  # type: ignore[no-untyped-def]
+    clock = ManualClock()
+    box = Box(tracker(model, clock), clock, beef)
+    box.tracker.mark_food_in("app")
+    return verdicts(box.run(minutes))
+
+
+def test_a_restart_resumes_the_history_since_food_in(model, beef, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Forgetting the hours since food-in would make spoiling food look just put in."""
+    assert FoodModelConfig.from_card(model.card).spec.since_food_in
+    expected = _uninterrupted(model, beef, 1100)
+
+    clock = ManualClock()
+    box = Box(tracker(model, clock, tmp_path), clock, beef)
+    box.tracker.mark_food_in("app")
+    before = verdicts(box.run(1000))
+    assert (tmp_path / "food_state.minutes.csv").is_file()
+    restarted = Box(tracker(model, clock, tmp_path), clock, beef)  # power cut, same minute
+    restarted.minute = box.minute
+    events = restarted.run(100)
+    after = verdicts(events)
+    # The minute in progress at the power cut is lost; the next one closes a minute later and
+    # is already a verdict (the lost minute bridged), not a new wait.
+    assert foods(events)[0].food_state is FoodState.READY
+    assert len(before) + len(after) == len(expected) - 1
+    by_ts = {round(v.ts): v for v in expected}
+    assert [v.label for v in before] == [by_ts[round(v.ts)].label for v in before]
+    assert [v.label for v in after] == [by_ts[round(v.ts)].label for v in after]
+    np.testing.assert_allclose(
+        [v.freshness for v in after], [by_ts[round(v.ts)].freshness for v in after], atol=0.05
+    )
+    # Minutes 1000-1100 of spoiling beef are not fresh, as without the restart.
+    assert all(v.label is not None and v.label.value != "fresh" for v in after)
+
+
+def test_minutes_the_station_was_off_are_bridged_not_forgotten(model, beef, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    expected = {round(v.ts): v for v in _uninterrupted(model, beef, 1200)}
+    clock = ManualClock()
+    box = Box(tracker(model, clock, tmp_path), clock, beef)
+    box.tracker.mark_food_in("app")
+    box.run(900)
+    # Off for 45 minutes (no readings; the meat goes on spoiling), then back.
+    box.minute += 45
+    clock.advance(45 * 60.0)
+    restarted = Box(tracker(model, clock, tmp_path), clock, beef)
+    restarted.minute = box.minute
+    after = verdicts(restarted.run(255))
+    assert len(after) == 254  # a verdict every minute once the first one back closes
+    same = [v.label == expected[round(v.ts)].label for v in after]
+    assert np.mean(same) >= 0.95
+    # One minute with a sensor unplugged: no verdict for it, and the next minutes go on.
+    events = restarted.run(1, unplugged="MQ2") + restarted.run(3)
+    assert len(verdicts(events)) == 3
+
+
+def test_lost_minutes_since_food_in_ask_for_new_food(model, beef, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    clock = ManualClock()
+    box = Box(tracker(model, clock, tmp_path), clock, beef)
+    box.tracker.mark_food_in("app")
+    box.run(300)
+    (tmp_path / "food_state.minutes.csv").unlink()
+    restarted = Box(tracker(model, clock, tmp_path), clock, beef)
+    restarted.minute = box.minute
+    events = restarted.run(5)
+    assert not verdicts(events)
+    assert any("are lost" in m and "New food" in m for m in messages(events))
+    assert foods(events)[-1].food_state is FoodState.NO_FOOD
+    restarted.tracker.mark_food_in("app")  # and New food starts over
+    assert verdicts(restarted.run(restarted.tracker.minutes_to_first_verdict + 1))
+
+
+def test_the_minutes_file_keeps_the_window_and_skips_a_torn_line(tmp_path: Path) -> None:
+    sensors = ("MQ2", "MQ3")
+    log = MinuteLog(tmp_path / "m.csv", sensors, keep_minutes=5)
+    rows = [
+        MinuteRow(i, 1000.0 + 60 * i, np.array([10.0 + i, 20.0]), 21.0, 50.0, False)
+        for i in range(11)
+    ]
+    for row in rows:
+        log.append(row)
+    kept = log.rows_since(0.0)
+    # Cut back to the last 5 when it held more than 10.
+    assert [r.index for r in kept] == [6, 7, 8, 9, 10]
+    np.testing.assert_array_equal(kept[-1].rs_kohm, rows[-1].rs_kohm)
+    with (tmp_path / "m.csv").open("a") as f:
+        f.write("1700.0,11,0,12.5")  # power cut mid-line
+    assert [r.index for r in log.rows_since(1000.0 + 60 * 8)] == [8, 9, 10]
+    # A file of other sensors is not this model's history.
+    assert MinuteLog(tmp_path / "m.csv", ("MQ2", "MQ135"), keep_minutes=5).rows_since(0) == []
 
 
 def test_power_lost_during_the_baseline_starts_it_over(model, beef, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

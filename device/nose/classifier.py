@@ -5,6 +5,20 @@ the beef recordings); each completed minute, the last ``window_minutes`` rows go
 :func:`device.nose.features.compute_features` (the same function training uses), are
 standardised with the training statistics from the model card and classified.
 
+Models whose features look back to food-in (:attr:`FeatureSpec.since_food_in`, the shape of
+the smell over up to 12 hours) are fed every minute since food-in and give a verdict from
+:attr:`FeatureSpec.first_row_minutes` on. Their history must not be forgotten, since a
+forgotten history looks like food just put in, so a minute the station missed is not a reason
+to start over:
+
+* **minutes with no row at all** (the station was off, a stall) are filled by interpolating
+  each sensor's log resistance and the climate between the minutes either side;
+* **a minute with a sensor or the climate chip missing** gives no verdict, and its history
+  keeps the previous minute's value for what is missing.
+
+:class:`~device.nose.food.FoodTracker` keeps the rows on disk so a restart resumes the same
+history (:meth:`FoodClassifier.restore`).
+
 The model gives four classes (excellent, good, acceptable, spoiled) and, when it has a second
 output, an estimate of the total viable count (log10 CFU/g). A person is told three things
 (fresh = excellent or good, spoiling = acceptable, spoiled); ``freshness`` is the probability
@@ -29,7 +43,7 @@ from device.errors import ModelCardError
 from device.events import FoodReading, FoodVerdict, NoseReading, Trend
 from device.nose.calibration import NoseCalibration
 from device.nose.features import Baseline, FeatureSpec, compute_features
-from device.nose.minutes import MinuteAggregator, MinuteRow
+from device.nose.minutes import SECONDS_PER_MINUTE, MinuteAggregator, MinuteRow
 
 CLASS_LABELS = ("excellent", "good", "acceptable", "spoiled")
 VERDICT_OF_CLASS = {
@@ -144,6 +158,8 @@ class FoodClassifier:
         self.trend_minutes = trend_minutes
         window = self.settings.spec.window_minutes
         self._rows: deque[MinuteRow] = deque(maxlen=window)
+        # Minutes since food-in held so far (features since food-in); more than the window.
+        self._minutes_held = 0
         self._minutes = MinuteAggregator(self.settings.spec.sensors)
         self._freshness: deque[tuple[float, float]] = deque(maxlen=trend_minutes)
         self.last_minute_index: int | None = None
@@ -155,7 +171,79 @@ class FoodClassifier:
     @property
     def minutes_to_verdict(self) -> int:
         """Complete minutes still needed before the next verdict (0: the window is full)."""
+        if self.settings.spec.since_food_in:
+            return max(0, self.settings.spec.first_row_minutes - self._minutes_held)
         return max(0, self.window_minutes - len(self._rows))
+
+    def restore(self, rows: Sequence[MinuteRow]) -> None:
+        """Take back the minutes since food-in kept before a restart, without verdicts."""
+        for row in rows:
+            self._hold(row)
+            self.last_minute_index = row.index
+
+    def _hold(self, row: MinuteRow) -> bool:
+        """Append ``row`` to the history since food-in; False when it lacks a value."""
+        complete = bool(
+            np.all(np.isfinite(row.rs_kohm))
+            and np.isfinite(row.temperature_c)
+            and np.isfinite(row.humidity_pct)
+        )
+        if self._rows:
+            last = self._rows[-1]
+            missed = round((row.ts - last.ts) / SECONDS_PER_MINUTE) - 1
+            if missed > 0:
+                self._fill(last, row, missed)
+            if not complete:
+                row = MinuteRow(
+                    index=row.index,
+                    ts=row.ts,
+                    rs_kohm=np.where(np.isfinite(row.rs_kohm), row.rs_kohm, last.rs_kohm),
+                    temperature_c=(
+                        row.temperature_c if np.isfinite(row.temperature_c) else last.temperature_c
+                    ),
+                    humidity_pct=(
+                        row.humidity_pct if np.isfinite(row.humidity_pct) else last.humidity_pct
+                    ),
+                    warming_up=row.warming_up,
+                )
+        elif not complete:
+            base = self.baseline
+            row = MinuteRow(
+                index=row.index,
+                ts=row.ts,
+                rs_kohm=np.where(np.isfinite(row.rs_kohm), row.rs_kohm, base.rs_kohm),
+                temperature_c=(
+                    row.temperature_c if np.isfinite(row.temperature_c) else base.temperature_c
+                ),
+                humidity_pct=row.humidity_pct
+                if np.isfinite(row.humidity_pct)
+                else base.humidity_pct,
+                warming_up=row.warming_up,
+            )
+        self._rows.append(row)
+        self._minutes_held += 1
+        return complete
+
+    def _fill(self, before: MinuteRow, after: MinuteRow, missed: int) -> None:
+        """Interpolated rows for ``missed`` minutes between two held rows (only the last
+        window of them can matter)."""
+        after_rs = np.where(np.isfinite(after.rs_kohm), after.rs_kohm, before.rs_kohm)
+        after_t = after.temperature_c if np.isfinite(after.temperature_c) else before.temperature_c
+        after_rh = after.humidity_pct if np.isfinite(after.humidity_pct) else before.humidity_pct
+        log_before, log_after = np.log(before.rs_kohm), np.log(after_rs)
+        for k in range(max(1, missed - self.window_minutes + 1), missed + 1):
+            w = k / (missed + 1)
+            self._rows.append(
+                MinuteRow(
+                    index=before.index,
+                    ts=before.ts + k * SECONDS_PER_MINUTE,
+                    rs_kohm=np.exp(log_before + w * (log_after - log_before)),
+                    temperature_c=before.temperature_c + w * (after_t - before.temperature_c),
+                    humidity_pct=before.humidity_pct + w * (after_rh - before.humidity_pct),
+                    warming_up=False,
+                )
+            )
+        self._minutes_held += missed
 
     def add(self, reading: NoseReading) -> FoodReading | None:
         """Add a reading; returns a verdict when it closes a minute and the window is full."""
@@ -169,12 +257,18 @@ class FoodClassifier:
 
     def add_minute(self, row: MinuteRow) -> FoodReading | None:
         """Add one completed minute; returns a verdict once the window is full."""
-        if self._rows and row.index != self._rows[-1].index + 1:
-            self._rows.clear()  # a gap in time: the slopes would span it, start over
-        self._rows.append(row)
-        self.last_minute_index = row.index
-        if len(self._rows) < self.window_minutes:
-            return None
+        if self.settings.spec.since_food_in:
+            complete = self._hold(row)
+            self.last_minute_index = row.index
+            if not complete or self.minutes_to_verdict > 0:
+                return None
+        else:
+            if self._rows and row.index != self._rows[-1].index + 1:
+                self._rows.clear()  # a gap in time: the slopes would span it, start over
+            self._rows.append(row)
+            self.last_minute_index = row.index
+            if len(self._rows) < self.window_minutes:
+                return None
         features = compute_features(
             np.stack([r.rs_kohm for r in self._rows]),
             np.asarray([r.temperature_c for r in self._rows]),

@@ -26,7 +26,11 @@ Bad input, and what happens:
   (once per interruption), so the baseline's minutes are contiguous as in training.
 * **Power lost during the baseline**: the state file says food went in but has no baseline;
   after the restart the baseline starts over (Health message). Power lost *after* the baseline:
-  it is restored and verdicts resume once the window has refilled.
+  it is restored and verdicts resume once the window has refilled. A model whose features look
+  back to food-in (:attr:`~device.nose.features.FeatureSpec.since_food_in`) must not lose
+  that history, which would look like food just put in: every minute since food-in is also
+  appended to a minutes file beside the state (:class:`MinuteLog`), read back after a restart,
+  and the minutes the station was off are interpolated (:mod:`device.nose.classifier`).
 * **A baseline with no change in any gas reading at all** (every sensor's Rs identical to
   within :data:`FLAT_SPREAD` for all its minutes: sensors not connected or stuck):
   ``no_change``, no verdicts, a Health message that says to check the wiring and press "New
@@ -144,6 +148,90 @@ class SavedFoodState:
         return cls.from_dict(json.loads(text))
 
 
+class MinuteLog:
+    """The minutes since food-in, one CSV line each, for models that look back to food-in.
+
+    Appending a line a minute costs nothing; the file is cut back to the last
+    ``keep_minutes`` (the model's window) when it holds twice that, so food left in for
+    months does not fill the card. A damaged line (power cut mid-write) is skipped when read.
+    """
+
+    def __init__(self, path: Path, sensors: tuple[str, ...], keep_minutes: int) -> None:
+        self.path = path
+        self.sensors = sensors
+        self.keep_minutes = keep_minutes
+        self._lines: int | None = None
+
+    @property
+    def header(self) -> str:
+        return ",".join(
+            ("ts", "index", "warming_up", *self.sensors, "temperature_c", "humidity_pct")
+        )
+
+    @staticmethod
+    def _line(row: MinuteRow) -> str:
+        values = [*row.rs_kohm.tolist(), row.temperature_c, row.humidity_pct]
+        return ",".join(
+            [repr(row.ts), str(row.index), str(int(row.warming_up))] + [repr(v) for v in values]
+        )
+
+    def clear(self) -> None:
+        self._lines = 0
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    def append(self, row: MinuteRow) -> None:
+        """Raises ``OSError`` when the file cannot be written."""
+        if self._lines is None:
+            self._lines = len(self._read_lines())
+        if self._lines == 0:
+            self.path.write_text(self.header + "\n", encoding="utf-8")
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(self._line(row) + "\n")
+        self._lines += 1
+        if self._lines > 2 * self.keep_minutes:
+            kept = self._read_lines()[-self.keep_minutes :]
+            text = "\n".join([self.header, *kept]) + "\n"
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(tmp, self.path)
+            self._lines = len(kept)
+
+    def _read_lines(self) -> list[str]:
+        try:
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return []
+        if not lines or lines[0] != self.header:
+            return []  # another model's sensors, or not ours: start a new history
+        return lines[1:]
+
+    def rows_since(self, food_in_ts: float) -> list[MinuteRow]:
+        """The kept minutes from ``food_in_ts`` on, oldest first; damaged lines skipped."""
+        rows: list[MinuteRow] = []
+        width = 3 + len(self.sensors) + 2
+        for line in self._read_lines():
+            parts = line.split(",")
+            if len(parts) != width:
+                continue
+            try:
+                values = [float(v) for v in parts[3:]]
+                row = MinuteRow(
+                    index=int(parts[1]),
+                    ts=float(parts[0]),
+                    rs_kohm=np.asarray(values[: len(self.sensors)], dtype=np.float64),
+                    temperature_c=values[-2],
+                    humidity_pct=values[-1],
+                    warming_up=parts[2] == "1",
+                )
+            except ValueError:
+                continue
+            if row.ts >= food_in_ts and (not rows or row.ts > rows[-1].ts):
+                rows.append(row)
+        return rows
+
+
 def _optional_float(value: Any) -> float | None:
     return None if value is None else float(value)
 
@@ -223,13 +311,23 @@ class FoodTracker:
         self._lock = threading.Lock()
         self._pending: list[tuple[float, str]] = []
         self._events: list[Event] = []
+        self.minute_log = (
+            MinuteLog(
+                state_path.with_name(state_path.stem + ".minutes.csv"),
+                self.sensors,
+                self.settings.spec.window_minutes,
+            )
+            if state_path is not None and self.settings.spec.since_food_in
+            else None
+        )
+        self._log_failed = False
         self._restore()
 
     # --- marks, from any thread ----------------------------------------------------------
 
     @property
     def minutes_to_first_verdict(self) -> int:
-        return max(BASELINE_MINUTES, self.settings.spec.window_minutes)
+        return max(BASELINE_MINUTES, self.settings.spec.first_row_minutes)
 
     def mark_food_in(self, source: str) -> FoodMark:
         """New food is in the box: take its baseline from the next reading on."""
@@ -289,6 +387,9 @@ class FoodTracker:
         self._baseline_rows = []
         self._interrupted = False
         self._save(SavedFoodState(ts, source, None, None, None))
+        if self.minute_log is not None:
+            with contextlib.suppress(OSError):
+                self.minute_log.clear()  # the earlier food's minutes; an append reports errors
         return [
             self._health(
                 HealthStatus.OK,
@@ -302,6 +403,7 @@ class FoodTracker:
             return self._baseline_minute(row)
         if self.classifier is None:  # no food, or no change
             return [self._state_reading(row.ts, row.warming_up)]
+        self._log_minute(row)
         verdict = self.classifier.add_minute(row)
         if verdict is None:
             self.state = FoodState.STARTING
@@ -404,7 +506,7 @@ class FoodTracker:
         if self.state is FoodState.BASELINE:
             left = BASELINE_MINUTES - len(self._baseline_rows)
             to_verdict: int | None = left + max(
-                0, self.settings.spec.window_minutes - BASELINE_MINUTES
+                0, self.settings.spec.first_row_minutes - BASELINE_MINUTES
             )
         elif self.state is FoodState.STARTING and self.classifier is not None:
             to_verdict = max(1, self.classifier.minutes_to_verdict)
@@ -425,6 +527,25 @@ class FoodTracker:
         )
 
     # --- persistence and the CLI's requests ------------------------------------------------
+
+    def _log_minute(self, row: MinuteRow) -> None:
+        if self.minute_log is None:
+            return
+        try:
+            self.minute_log.append(row)
+            self._log_failed = False
+        except OSError as e:
+            if not self._log_failed:
+                # Verdicts go on; only a restart would lose the history since food-in.
+                self._events.append(
+                    self._health(
+                        HealthStatus.DEGRADED,
+                        f"cannot keep the minutes since food-in in {self.minute_log.path} ({e}); "
+                        "after a restart the verdicts would wait for a new food baseline: free "
+                        "some space or fix the permissions",
+                    )
+                )
+            self._log_failed = True
 
     def _save(self, state: SavedFoodState) -> None:
         if self.state_path is None:
@@ -510,6 +631,23 @@ class FoodTracker:
         self.classifier = FoodClassifier(
             self.model, baseline, trend_minutes=self.trend_minutes, settings=self.settings
         )
+        if self.minute_log is not None:
+            history = self.minute_log.rows_since(saved.food_in_ts)
+            if not history:
+                # The history since food-in is gone (the file was lost): this food's verdicts
+                # would treat it as just put in, which could call spoiled food fresh.
+                self.classifier = None
+                self.state = FoodState.NO_FOOD
+                self._events.append(
+                    self._health(
+                        HealthStatus.DEGRADED,
+                        f"the minutes since the food went in at {when} are lost "
+                        f"({self.minute_log.path.name} is missing or unreadable): press New food "
+                        "to start again with this food",
+                    )
+                )
+                return
+            self.classifier.restore(history)
         self.state = FoodState.STARTING
         self._events.append(
             self._health(
