@@ -194,8 +194,9 @@ def test_a_short_training_ships_one_float_graph_the_station_loads(tmp_path: Path
 
     report = train_food(BEEF_DIR, tmp_path, folds="first", progress=False)
     assert [f.run for f in report.shipped_folds] == ["TS1"]
-    # The family the full comparison shipped: a committee of two MLPs in one float32 graph.
-    assert report.shipped.family == "committee"
+    # The family the full comparison shipped: trees on the shape of the smell since food-in,
+    # compiled into one float32 graph.
+    assert report.shipped.family == "trees" and report.shipped.spec.since_food_in
     # The file says what the fitted members say, on every held-out and training minute.
     assert report.shipped_folds[0].agreement == 1.0
     assert report.final_agreement == 1.0
@@ -233,7 +234,7 @@ def test_a_short_training_ships_one_float_graph_the_station_loads(tmp_path: Path
     window = slice(2000 - spec.window_minutes, 2000)
     x = compute_features(
         run.rs_kohm[window], run.temperature_c[window], run.humidity_pct[window], baseline, spec
-    )
+    )[-1:]
     x = (x - np.array(card.task_config["feature_mean"])) / np.array(card.task_config["feature_std"])
     outputs = dict(zip([o.name for o in card.outputs], model.run_many([x]), strict=True))
     probabilities, tvc = outputs["probabilities"], outputs["tvc_log_cfu"]

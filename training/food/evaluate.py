@@ -72,13 +72,20 @@ def run_features(recording: Recording, spec: FeatureSpec, *, start_minute: int =
         rs[:BASELINE_MINUTES], t[:BASELINE_MINUTES], rh[:BASELINE_MINUTES]
     )
     first = int(np.searchsorted(recording.minutes, start_minute))
-    if len(recording) - first < spec.window_minutes:
+    if spec.since_food_in and first > 0:
+        raise ValueError(
+            "features that look back to food-in need the run from its first minute; a late "
+            "start is a different food-in (its own baseline)"
+        )
+    if len(recording) - first < spec.first_row_minutes:
         raise RecordingError(
             f"{recording.path}: {len(recording) - first} rows from minute {start_minute}, "
-            f"but one feature row needs {spec.window_minutes}"
+            f"but one feature row needs {spec.first_row_minutes}"
         )
     features = compute_features(rs[first:], t[first:], rh[first:], baseline, spec)
-    tail = slice(first + spec.window_minutes - 1, None)
+    # Windowed features give a row per full window; features since food-in one per minute
+    # (NaN before their first row, dropped below).
+    tail = slice(first if spec.since_food_in else first + spec.window_minutes - 1, None)
     labels = label_indices(recording)[tail]
     if recording.tvc_log_cfu is None:
         raise RecordingError(
