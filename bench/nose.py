@@ -5,7 +5,7 @@ one run, how many single-channel samples our code sustains on one core when the 
 is instant (an emulated ADS1115 on a ManualClock, so no time is spent waiting for
 conversions): the driver alone (config write, OS-bit poll, conversion read), and the whole
 nose pipeline (driver, volts → Rs → Rs/R0 → ppm, health, one-minute aggregation, features
-and the int8 food model once a minute). A ratio above 1 means the CPU is not what limits the
+and the food model once a minute). A ratio above 1 means the CPU is not what limits the
 nose; the chip and the I2C bus are.
 
 The emulated chip runs in the same process, so its own cost is counted against us: the
@@ -32,8 +32,8 @@ from device.nose.ads1115 import ADS1115
 from device.runtime import build_nose
 
 ADS1115_MAX_SPS = 860
-#: Upper bound on the food model's feature window (minutes); the card's is 40.
-FEATURE_WINDOW_MINUTES = 60
+#: Minutes after food-in before the first verdict when the model does not say (it does).
+FEATURE_WINDOW_MINUTES = 130
 
 
 def _rate(work: Callable[[], int], seconds: float, min_calls: int = 1) -> float:
@@ -99,8 +99,12 @@ def run(seconds: float = 4.0) -> dict[str, Any]:
     driver_sps = _rate(one_conversion, seconds / 2)
     # Enough samples for the calibration and one full feature window, so the classifier's
     # cost is part of the figure however slow the machine is today.
+    food = setup.service.food
+    first_verdict_minutes = (
+        food.minutes_to_first_verdict if food is not None else FEATURE_WINDOW_MINUTES
+    )
     first_verdict_samples = int(
-        (config.nose.calibration_s + 60.0 * (FEATURE_WINDOW_MINUTES + 10))
+        (config.nose.calibration_s + 60.0 * (first_verdict_minutes + 10))
         / config.nose.sample_period_s
     )
     pipeline_sps = _rate(one_pipeline_sample, seconds / 2, first_verdict_samples)
