@@ -188,49 +188,27 @@ class FoodClassifier:
             and np.isfinite(row.temperature_c)
             and np.isfinite(row.humidity_pct)
         )
-        if self._rows:
-            last = self._rows[-1]
+        # What is missing is held from the minute before (or the baseline, at food-in).
+        last = self._rows[-1] if self._rows else None
+        held = (
+            _filled(row, last.rs_kohm, last.temperature_c, last.humidity_pct)
+            if last is not None
+            else _filled(
+                row, self.baseline.rs_kohm, self.baseline.temperature_c, self.baseline.humidity_pct
+            )
+        )
+        if last is not None:
             missed = round((row.ts - last.ts) / SECONDS_PER_MINUTE) - 1
             if missed > 0:
-                self._fill(last, row, missed)
-            if not complete:
-                row = MinuteRow(
-                    index=row.index,
-                    ts=row.ts,
-                    rs_kohm=np.where(np.isfinite(row.rs_kohm), row.rs_kohm, last.rs_kohm),
-                    temperature_c=(
-                        row.temperature_c if np.isfinite(row.temperature_c) else last.temperature_c
-                    ),
-                    humidity_pct=(
-                        row.humidity_pct if np.isfinite(row.humidity_pct) else last.humidity_pct
-                    ),
-                    warming_up=row.warming_up,
-                )
-        elif not complete:
-            base = self.baseline
-            row = MinuteRow(
-                index=row.index,
-                ts=row.ts,
-                rs_kohm=np.where(np.isfinite(row.rs_kohm), row.rs_kohm, base.rs_kohm),
-                temperature_c=(
-                    row.temperature_c if np.isfinite(row.temperature_c) else base.temperature_c
-                ),
-                humidity_pct=row.humidity_pct
-                if np.isfinite(row.humidity_pct)
-                else base.humidity_pct,
-                warming_up=row.warming_up,
-            )
-        self._rows.append(row)
+                self._fill(last, held, missed)
+        self._rows.append(held)
         self._minutes_held += 1
         return complete
 
     def _fill(self, before: MinuteRow, after: MinuteRow, missed: int) -> None:
-        """Interpolated rows for ``missed`` minutes between two held rows (only the last
+        """Interpolated rows for ``missed`` minutes between two complete rows (only the last
         window of them can matter)."""
-        after_rs = np.where(np.isfinite(after.rs_kohm), after.rs_kohm, before.rs_kohm)
-        after_t = after.temperature_c if np.isfinite(after.temperature_c) else before.temperature_c
-        after_rh = after.humidity_pct if np.isfinite(after.humidity_pct) else before.humidity_pct
-        log_before, log_after = np.log(before.rs_kohm), np.log(after_rs)
+        log_before, log_after = np.log(before.rs_kohm), np.log(after.rs_kohm)
         for k in range(max(1, missed - self.window_minutes + 1), missed + 1):
             w = k / (missed + 1)
             self._rows.append(
@@ -238,8 +216,10 @@ class FoodClassifier:
                     index=before.index,
                     ts=before.ts + k * SECONDS_PER_MINUTE,
                     rs_kohm=np.exp(log_before + w * (log_after - log_before)),
-                    temperature_c=before.temperature_c + w * (after_t - before.temperature_c),
-                    humidity_pct=before.humidity_pct + w * (after_rh - before.humidity_pct),
+                    temperature_c=before.temperature_c
+                    + w * (after.temperature_c - before.temperature_c),
+                    humidity_pct=before.humidity_pct
+                    + w * (after.humidity_pct - before.humidity_pct),
                     warming_up=False,
                 )
             )
@@ -327,3 +307,17 @@ class FoodClassifier:
         if slope < -TREND_THRESHOLD_PER_HOUR:
             return Trend.WORSENING, slope
         return Trend.STEADY, slope
+
+
+def _filled(
+    row: MinuteRow, rs_kohm: npt.NDArray[np.float64], temperature_c: float, humidity_pct: float
+) -> MinuteRow:
+    """``row`` with each missing value (NaN) taken from the values given."""
+    return MinuteRow(
+        index=row.index,
+        ts=row.ts,
+        rs_kohm=np.where(np.isfinite(row.rs_kohm), row.rs_kohm, rs_kohm),
+        temperature_c=row.temperature_c if np.isfinite(row.temperature_c) else temperature_c,
+        humidity_pct=row.humidity_pct if np.isfinite(row.humidity_pct) else humidity_pct,
+        warming_up=row.warming_up,
+    )

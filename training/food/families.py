@@ -305,15 +305,11 @@ SEQUENCE_SPEC = replace(SUMMARY_SPEC, summary_min_minutes=0, summary_slope_minut
 #: The shape of the smell since food-in (device/nose/features.py): the four summaries relative
 #: to their largest drop, and their changes over 1, 2, 4, 8 and 12 hours relative to it (24
 #: inputs), of the capped, climate-compensated responses like the summaries.
-SHAPE_SPEC = FeatureSpec(
-    smooth_minutes=10,
-    slope_minutes=(),
-    compensate_climate=True,
-    include_climate=False,
-    cap_rising=True,
-    cross_sensor=False,
-    per_sensor=False,
+SHAPE_SPEC = replace(
+    SUMMARY_SPEC,
     summaries=False,
+    summary_min_minutes=0,
+    summary_slope_minutes=(),
     shape_minutes=(240, 480, 720),
 )
 #: The same of the plain log ratios ``ln(Rs/Rs_base)``, neither capped nor compensated: the
@@ -358,9 +354,9 @@ def default_grid() -> list[Candidate]:
             members=(4, 3),
         ),
         # Added after the second full comparison (SECOND_COMPARISON), once the shape features
-        # had been explored on these same runs (report.md says so): every family failed on the
-        # run whose sensors are about three times less sensitive (TS5), which the shape
-        # features are made not to see.
+        # had been explored on these same runs (report.md says so): every single family but
+        # the per-sensor MLP failed on the run whose sensors moved about a third as far (TS5),
+        # which the shape features are made not to see.
         Candidate("trees", SHAPE_SPEC, TreeSettings(100, 3, 0.1), label="shape since food-in (24)"),
         Candidate(
             "trees",
