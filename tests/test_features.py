@@ -15,6 +15,7 @@ from device.nose.features import (
     Baseline,
     FeatureSpec,
     compute_features,
+    latest_features,
     log_response,
 )
 from device.nose.mq import climate_correction_factor
@@ -279,6 +280,12 @@ def test_shape_rows_come_from_food_in_and_match_the_devices_window() -> None:
         held = slice(first, minute + 1)
         row = compute_features(rs[held], temperature[held], humidity[held], baseline, SHAPE)[-1]
         np.testing.assert_allclose(row, features[minute], rtol=0, atol=1e-12)
+        # ... and the station's own call, which computes that one row alone.
+        alone = latest_features(rs[held], temperature[held], humidity[held], baseline, SHAPE)
+        np.testing.assert_allclose(alone, features[minute], rtol=0, atol=1e-12)
+    assert np.isnan(
+        latest_features(rs[:100], temperature[:100], humidity[:100], baseline, SHAPE)
+    ).all()
 
 
 def test_a_less_sensitive_array_gives_the_same_shape() -> None:

@@ -2,7 +2,7 @@
 
 Readings are averaged into one-minute rows (the models are trained on one row a minute, like
 the beef recordings); each completed minute, the last ``window_minutes`` rows go through
-:func:`device.nose.features.compute_features` (the same function training uses), are
+:func:`device.nose.features.latest_features` (the row training's `compute_features` gives), are
 standardised with the training statistics from the model card and classified.
 
 Models whose features look back to food-in (:attr:`FeatureSpec.since_food_in`, the shape of
@@ -42,7 +42,7 @@ import numpy.typing as npt
 from device.errors import ModelCardError
 from device.events import FoodReading, FoodVerdict, NoseReading, Trend
 from device.nose.calibration import NoseCalibration
-from device.nose.features import Baseline, FeatureSpec, compute_features
+from device.nose.features import Baseline, FeatureSpec, latest_features
 from device.nose.minutes import SECONDS_PER_MINUTE, MinuteAggregator, MinuteRow
 
 CLASS_LABELS = ("excellent", "good", "acceptable", "spoiled")
@@ -249,13 +249,13 @@ class FoodClassifier:
             self.last_minute_index = row.index
             if len(self._rows) < self.window_minutes:
                 return None
-        features = compute_features(
+        features = latest_features(
             np.stack([r.rs_kohm for r in self._rows]),
             np.asarray([r.temperature_c for r in self._rows]),
             np.asarray([r.humidity_pct for r in self._rows]),
             self.baseline,
             self.settings.spec,
-        )[-1]
+        )
         if not np.all(np.isfinite(features)):
             return None  # a sensor or the climate chip missed a whole minute
         scaled = ((features - self.settings.mean) / self.settings.std).astype(np.float32)

@@ -475,6 +475,36 @@ def _windowed_features(
     return features
 
 
+def latest_features(
+    rs_kohm: npt.ArrayLike,
+    temperature_c: npt.ArrayLike,
+    humidity_pct: npt.ArrayLike,
+    baseline: Baseline,
+    spec: FeatureSpec,
+) -> FloatArray:
+    """The feature row of the last minute given: ``compute_features(...)[-1]``, computed for
+    that row alone (the station's call, once a minute).
+
+    For features since food-in the rows are those since food-in (or the last
+    ``window_minutes`` of them); before :attr:`FeatureSpec.first_row_minutes` the row is NaN.
+    """
+    rs, t, rh = _check_inputs(rs_kohm, temperature_c, humidity_pct, baseline)
+    if not spec.since_food_in:
+        return compute_features(rs, t, rh, baseline, spec)[-1]
+    if rs.shape[0] < spec.first_row_minutes:
+        return np.full(len(spec.names()), np.nan)
+    window = spec.window_minutes
+    rs, t, rh = rs[-window:], t[-window:], rh[-window:]
+    pad = window - rs.shape[0]
+    return _windowed_features(
+        np.concatenate([np.broadcast_to(baseline.rs_kohm, (pad, rs.shape[1])), rs]),
+        np.concatenate([np.full(pad, baseline.temperature_c), t]),
+        np.concatenate([np.full(pad, baseline.humidity_pct), rh]),
+        baseline,
+        spec,
+    )[-1]
+
+
 def _features_since_food_in(
     rs: FloatArray, t: FloatArray, rh: FloatArray, baseline: Baseline, spec: FeatureSpec
 ) -> FloatArray:
