@@ -490,19 +490,20 @@ def latest_features(
     """
     rs, t, rh = _check_inputs(rs_kohm, temperature_c, humidity_pct, baseline)
     if not spec.since_food_in:
-        return compute_features(rs, t, rh, baseline, spec)[-1]
+        return np.asarray(compute_features(rs, t, rh, baseline, spec)[-1], dtype=np.float64)
     if rs.shape[0] < spec.first_row_minutes:
         return np.full(len(spec.names()), np.nan)
     window = spec.window_minutes
     rs, t, rh = rs[-window:], t[-window:], rh[-window:]
     pad = window - rs.shape[0]
-    return _windowed_features(
+    rows = _windowed_features(
         np.concatenate([np.broadcast_to(baseline.rs_kohm, (pad, rs.shape[1])), rs]),
         np.concatenate([np.full(pad, baseline.temperature_c), t]),
         np.concatenate([np.full(pad, baseline.humidity_pct), rh]),
         baseline,
         spec,
-    )[-1]
+    )
+    return np.asarray(rows[-1], dtype=np.float64)
 
 
 def _features_since_food_in(
