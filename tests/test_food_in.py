@@ -302,6 +302,7 @@ def test_a_restart_resumes_the_history_since_food_in(model, beef, tmp_path: Path
     # The minute in progress at the power cut is lost; the next one closes a minute later and
     # is already a verdict (the lost minute bridged), not a new wait.
     assert foods(events)[0].food_state is FoodState.READY
+    assert any("resume with the next minute" in m for m in messages(events))
     assert len(before) + len(after) == len(expected) - 1
     by_ts = {round(v.ts): v for v in expected}
     assert [v.label for v in before] == [by_ts[round(v.ts)].label for v in before]

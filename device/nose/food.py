@@ -649,11 +649,17 @@ class FoodTracker:
                 return
             self.classifier.restore(history)
         self.state = FoodState.STARTING
+        wait = self.classifier.minutes_to_verdict
+        resume = (
+            f"after {wait} min of readings"
+            if wait
+            else "with the next minute (the minutes since food-in were kept)"
+        )
         self._events.append(
             self._health(
                 HealthStatus.OK,
                 f"food put in at {when} ({saved.source}): baseline restored; verdicts resume "
-                f"after {self.classifier.minutes_to_verdict} min of readings",
+                + resume,
             )
         )
 
