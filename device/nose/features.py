@@ -494,16 +494,22 @@ def latest_features(
     if rs.shape[0] < spec.first_row_minutes:
         return np.full(len(spec.names()), np.nan)
     window = spec.window_minutes
-    rs, t, rh = rs[-window:], t[-window:], rh[-window:]
-    pad = window - rs.shape[0]
-    rows = _windowed_features(
+    held = rs[-window:], t[-window:], rh[-window:]
+    rows = _windowed_features(*_after_baseline(*held, baseline, window), baseline, spec)
+    return np.asarray(rows[-1], dtype=np.float64)
+
+
+def _after_baseline(
+    rs: FloatArray, t: FloatArray, rh: FloatArray, baseline: Baseline, rows: int
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """The rows since food-in preceded by minutes of the baseline itself (its Rs and climate,
+    a response of 0): ``rows`` rows in all, or the rows given if they are more."""
+    pad = max(0, rows - rs.shape[0])
+    return (
         np.concatenate([np.broadcast_to(baseline.rs_kohm, (pad, rs.shape[1])), rs]),
         np.concatenate([np.full(pad, baseline.temperature_c), t]),
         np.concatenate([np.full(pad, baseline.humidity_pct), rh]),
-        baseline,
-        spec,
     )
-    return np.asarray(rows[-1], dtype=np.float64)
 
 
 def _features_since_food_in(
@@ -515,16 +521,10 @@ def _features_since_food_in(
     response of 0), so a row early after food-in sees the same window as one late; rows
     before :attr:`FeatureSpec.first_row_minutes` are NaN (too little history for a verdict).
     """
-    pad = spec.window_minutes - 1
     if rs.shape[0] == 0:
         raise ValueError("need at least one one-minute row since food-in")
-    features = _windowed_features(
-        np.concatenate([np.broadcast_to(baseline.rs_kohm, (pad, rs.shape[1])), rs]),
-        np.concatenate([np.full(pad, baseline.temperature_c), t]),
-        np.concatenate([np.full(pad, baseline.humidity_pct), rh]),
-        baseline,
-        spec,
-    )
+    padded = _after_baseline(rs, t, rh, baseline, rs.shape[0] + spec.window_minutes - 1)
+    features = _windowed_features(*padded, baseline, spec)
     features[: spec.first_row_minutes - 1] = np.nan
     return features
 
