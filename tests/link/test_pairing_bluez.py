@@ -22,6 +22,7 @@ What BlueZoo 1.0.2 models, read from its source, and so what these tests can sho
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -45,6 +46,7 @@ from dbus_fast.aio import MessageBus
 from test_bluezoo import (
     Emitted,
     Phone,
+    call_as_bluez,
     find_station,
     food_reading,
     register_agent,
@@ -122,22 +124,15 @@ async def call_agent(
     zoo: BlueZoo, server: BluezGattServer, member: str, signature: str, body: list[Any]
 ) -> Message:
     """Call the station's agent as bluetoothd does during a pairing."""
-    bus = await MessageBus(bus_address=zoo.bus_address).connect()
-    try:
-        reply = await bus.call(
-            Message(
-                destination=server.bus_name,
-                path=AGENT_PATH,
-                interface="org.bluez.Agent1",
-                member=member,
-                signature=signature,
-                body=body,
-            )
-        )
-        assert reply is not None
-        return reply
-    finally:
-        bus.disconnect()
+    return await call_as_bluez(
+        zoo.bus_address,
+        server,
+        AGENT_PATH,
+        member,
+        signature,
+        body,
+        interface="org.bluez.Agent1",
+    )
 
 
 @pytest_asyncio.fixture
@@ -444,11 +439,11 @@ def socket_path() -> Iterator[Path]:
         yield Path(folder) / "link.sock"
 
 
-@pytest.mark.asyncio
-async def test_pair_over_the_socket_opens_the_window_until_it_closes(
-    bluezoo: BlueZoo, core: LinkCore, store: EventStore, tmp_path: Path, socket_path: Path
-) -> None:
-    pairing = Pairing(tmp_path)
+@contextlib.asynccontextmanager
+async def advertising_link(
+    bluezoo: BlueZoo, core: LinkCore, store: EventStore, pairing: Pairing, socket_path: Path
+) -> AsyncIterator[BluezLink]:
+    """The station's link with its agent and control socket, running until the block ends."""
     link = BluezLink(
         core,
         store,
@@ -463,6 +458,18 @@ async def test_pair_over_the_socket_opens_the_window_until_it_closes(
     sense.start()
     try:
         await emitted.health(HealthStatus.OK, "advertising")
+        yield link
+    finally:
+        stop.set()
+        await asyncio.to_thread(sense.join, 10)
+
+
+@pytest.mark.asyncio
+async def test_pair_over_the_socket_opens_the_window_until_it_closes(
+    bluezoo: BlueZoo, core: LinkCore, store: EventStore, tmp_path: Path, socket_path: Path
+) -> None:
+    pairing = Pairing(tmp_path)
+    async with advertising_link(bluezoo, core, store, pairing, socket_path):
         answers = asyncio.create_task(
             asyncio.to_thread(lambda: list(request(socket_path, {"op": "pair", "seconds": 1.5})))
         )
@@ -483,9 +490,6 @@ async def test_pair_over_the_socket_opens_the_window_until_it_closes(
         await asyncio.to_thread(_pair_then_hang_up, socket_path)
         await eventually(lambda: _not(pairable(bluezoo)))
         assert "interrupted" in pairing.events[-1].message
-    finally:
-        stop.set()
-        await asyncio.to_thread(sense.join, 10)
     assert not socket_path.exists()
     # No daemon: a clear message.
     with pytest.raises(PairingError, match="station daemon is not running"):
@@ -529,21 +533,8 @@ async def test_senses_link_pair_prints_the_passkey_bluez_shows(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     pairing = Pairing(tmp_path)
-    link = BluezLink(
-        core,
-        store,
-        ManualClock(),
-        adapter=STATION_ADAPTER,
-        bus_address=bluezoo.bus_address,
-        pairing=pairing.agent,
-        control_socket=socket_path,
-    )
-    emitted, stop = Emitted(), threading.Event()
-    sense = threading.Thread(target=link.run, args=(emitted, stop))
-    sense.start()
     config = _config_file(tmp_path, socket_path)
-    try:
-        await emitted.health(HealthStatus.OK, "advertising")
+    async with advertising_link(bluezoo, core, store, pairing, socket_path) as link:
         command = asyncio.create_task(
             asyncio.to_thread(main, ["link", "pair", "--seconds", "30", "--config", str(config)])
         )
@@ -561,9 +552,6 @@ async def test_senses_link_pair_prints_the_passkey_bluez_shows(
 
         assert main(["link", "phones", "--config", str(config)]) == 0
         assert "No phone is bonded" in capsys.readouterr().out
-    finally:
-        stop.set()
-        await asyncio.to_thread(sense.join, 10)
 
 
 @pytest.mark.asyncio
