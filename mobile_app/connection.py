@@ -799,20 +799,37 @@ class StationConnection:
             self.state.link_problem = problem
             self._apply(self.inbox.release_all())
 
+    async def _request_when_allowed(self, op: str, **fields: Any) -> Message:
+        """:meth:`request`, asked again after :data:`RATE_LIMITED_RETRY_S` for as long as the
+        station refuses it for the rate; any other refusal is raised."""
+        while True:
+            try:
+                return await self.request(op, **fields)
+            except ControlRefusedError as e:
+                if e.code is not ResultCode.RATE_LIMITED:
+                    raise
+                await asyncio.sleep(RATE_LIMITED_RETRY_S)
+
+    async def _request_for_user(self, op: str, **fields: Any) -> Message | tuple[ResultCode, str]:
+        """:meth:`request` for something the user asked: a refusal, a lost link or no answer
+        comes back as the result code and what to tell the user."""
+        try:
+            return await self.request(op, **fields)
+        except ControlRefusedError as e:
+            return e.code, e.user_message
+        except LinkError as e:
+            return ResultCode.UNAVAILABLE, f"Not connected to the station ({e})."
+        except TimeoutError:
+            return ResultCode.UNAVAILABLE, "The station did not answer; try again."
+
     async def backfill(self) -> int:
         """Fetch every event after the last one applied, page by page; then let live events
         through. Returns how many the station sent."""
         self.inbox.hold()
         since, total = self.inbox.last_seq, 0
         while True:
-            try:
-                result = await self.request("backfill", since=since)
-            except ControlRefusedError as e:
-                if e.code is not ResultCode.RATE_LIMITED:
-                    raise
-                # A long absence takes many pages; the station allows a few per second.
-                await asyncio.sleep(RATE_LIMITED_RETRY_S)
-                continue
+            # A long absence takes many pages; the station allows a few per second.
+            result = await self._request_when_allowed("backfill", since=since)
             count = int(result.payload.get("count") or 0)
             last = int(result.payload.get("last_seq") or since)
             await self._until_arrived(since, last, count)
@@ -846,28 +863,18 @@ class StationConnection:
     async def select_concept(self, name: str) -> tuple[ResultCode, str]:
         """Ask the station's camera to score ``name``. Returns the answer and what to tell
         the user (a refusal on an unpaired link says that pairing is needed)."""
-        try:
-            await self.request("select_concept", concept=name)
-        except ControlRefusedError as e:
-            return e.code, e.user_message
-        except LinkError as e:
-            return ResultCode.UNAVAILABLE, f"Not connected to the station ({e})."
-        except TimeoutError:
-            return ResultCode.UNAVAILABLE, "The station did not answer; try again."
+        result = await self._request_for_user("select_concept", concept=name)
+        if isinstance(result, tuple):
+            return result
         self.state.set_active_concept(name)
         return ResultCode.OK, f"The camera now looks for “{name}”."
 
     async def new_food(self) -> tuple[ResultCode, str]:
         """Tell the station new food is in the box: it takes the food's baseline over the
         next minutes, then gives verdicts. Returns the answer and what to tell the user."""
-        try:
-            result = await self.request("new_food")
-        except ControlRefusedError as e:
-            return e.code, e.user_message
-        except LinkError as e:
-            return ResultCode.UNAVAILABLE, f"Not connected to the station ({e})."
-        except TimeoutError:
-            return ResultCode.UNAVAILABLE, "The station did not answer; try again."
+        result = await self._request_for_user("new_food")
+        if isinstance(result, tuple):
+            return result
         self.state.new_food_marked()
         return ResultCode.OK, str(result.payload.get("detail") or "New food marked in.")
 
@@ -903,13 +910,8 @@ class StationConnection:
         pieces: list[bytes] = []
         offset, size = 0, None
         while size is None or offset < size:
-            try:
-                result = await self.request("thumbnail", crop=crop, offset=offset)
-            except ControlRefusedError as e:
-                if e.code is not ResultCode.RATE_LIMITED:
-                    raise
-                await asyncio.sleep(RATE_LIMITED_RETRY_S)  # scores keep the link busy
-                continue
+            # Scores keep the link busy: a piece may be refused for the rate and asked again.
+            result = await self._request_when_allowed("thumbnail", crop=crop, offset=offset)
             data = bytes(result.payload.get("data") or b"")
             size = int(result.payload.get("size") or 0)
             if not data and offset < size:
