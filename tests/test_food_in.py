@@ -109,6 +109,16 @@ def messages(events: list[Event]) -> list[str]:
     return [e.message for e in events if isinstance(e, Health)]
 
 
+def assert_baseline_taken_from(box: Box, beef: dict[str, np.ndarray], minute: int) -> None:
+    """The food's baseline is the median of the BASELINE_MINUTES minutes from ``minute``."""
+    rows = slice(minute, minute + BASELINE_MINUTES)
+    assert box.tracker.classifier is not None
+    np.testing.assert_allclose(
+        box.tracker.classifier.baseline.rs_kohm,
+        np.median(np.stack([beef[s][rows] for s in box.tracker.sensors], axis=1), axis=0),
+    )
+
+
 def tracker(model, clock: ManualClock, tmp_path: Path | None = None) -> FoodTracker:  # type: ignore[no-untyped-def]
     return FoodTracker(
         model,
@@ -205,12 +215,7 @@ def test_food_marked_in_during_warm_up_waits_for_warm_heaters(model, beef) -> No
     warm_from = box.minute
     events = box.run(box.tracker.minutes_to_first_verdict + 1)
     assert verdicts(events)
-    rows = slice(warm_from, warm_from + BASELINE_MINUTES)
-    assert box.tracker.classifier is not None
-    np.testing.assert_allclose(
-        box.tracker.classifier.baseline.rs_kohm,
-        np.median(np.stack([beef[s][rows] for s in box.tracker.sensors], axis=1), axis=0),
-    )
+    assert_baseline_taken_from(box, beef, warm_from)
 
 
 def test_a_sensor_unplugged_during_the_baseline_restarts_it_with_one_message(model, beef) -> None:  # type: ignore[no-untyped-def]
@@ -225,12 +230,7 @@ def test_a_sensor_unplugged_during_the_baseline_restarts_it_with_one_message(mod
     back = box.minute
     events = box.run(box.tracker.minutes_to_first_verdict + 1)
     assert verdicts(events)
-    rows = slice(back, back + BASELINE_MINUTES)
-    assert box.tracker.classifier is not None
-    np.testing.assert_allclose(
-        box.tracker.classifier.baseline.rs_kohm,
-        np.median(np.stack([beef[s][rows] for s in box.tracker.sensors], axis=1), axis=0),
-    )
+    assert_baseline_taken_from(box, beef, back)
 
 
 def test_a_baseline_with_no_change_at_all_gives_no_verdicts_and_says_why(model, beef) -> None:  # type: ignore[no-untyped-def]
