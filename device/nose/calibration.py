@@ -8,8 +8,6 @@ every later verdict would read "fresh" (research/enose.md §3.4).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from device.errors import CalibrationError
+from device.files import write_json_atomically
 from device.nose.features import Baseline
 from device.nose.mq import SensorCalibration
 
@@ -80,13 +79,7 @@ class NoseCalibration:
 
     def save(self, path: Path) -> None:
         """Write atomically: a power cut leaves the old file or the new one, never half."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(self.to_dict(), handle, indent=2)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        write_json_atomically(path, self.to_dict())
 
     @classmethod
     def load(cls, path: Path) -> NoseCalibration:

@@ -47,7 +47,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import threading
 import time
 import uuid
@@ -68,6 +67,7 @@ from device.events import (
     NoseReading,
     Trend,
 )
+from device.files import write_json_atomically, write_text_atomically
 from device.nose.classifier import FoodClassifier, FoodModelConfig, Model
 from device.nose.features import BASELINE_MINUTES, Baseline
 from device.nose.minutes import MinuteAggregator, MinuteRow
@@ -191,11 +191,7 @@ class MinuteLog:
         self._lines += 1
         if self._lines > 2 * self.keep_minutes:
             kept = self._read_lines()[-self.keep_minutes :]
-            text = "\n".join([self.header, *kept]) + "\n"
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.replace(tmp, self.path)
+            write_text_atomically(self.path, "\n".join([self.header, *kept]) + "\n")
             self._lines = len(kept)
 
     def _read_lines(self) -> list[str]:
@@ -234,26 +230,6 @@ class MinuteLog:
 
 def _optional_float(value: Any) -> float | None:
     return None if value is None else float(value)
-
-
-def write_json_atomically(path: Path, data: Any, *, mode: int | None = None) -> None:
-    """Write ``data`` as JSON so that a power cut leaves the old file or the new one.
-
-    ``mode``: the file's permissions (a temporary file is created 0600; the CLI's request and
-    the station's answer must be readable by the other side, which may be another user)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        if mode is not None:
-            os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def describe_food_state(state: FoodState, minutes_to_verdict: int | None) -> str:
