@@ -162,14 +162,13 @@ class FeatureSpec:
     def window_minutes(self) -> int:
         """Rows (one-minute means) of history one feature row looks at."""
         shape = (*SHAPE_SLOPE_MINUTES, *self.shape_minutes) if self.shape_minutes else ()
-        return self.smooth_minutes + max(
-            (
-                *self.slope_minutes,
-                *self.summary_slope_minutes,
-                self.summary_min_minutes - 1,
-                *shape,
-                0,
-            ),
+        return self.smooth_minutes + max((self._look_back_minutes, *shape))
+
+    @property
+    def _look_back_minutes(self) -> int:
+        """The furthest the slopes and the trailing minimum look back (not the shape)."""
+        return max(
+            (*self.slope_minutes, *self.summary_slope_minutes, self.summary_min_minutes - 1, 0)
         )
 
     @property
@@ -184,13 +183,7 @@ class FeatureSpec:
         """Minutes since food-in (counting the baseline's) before the first feature row."""
         if not self.since_food_in:
             return self.window_minutes
-        return max(
-            SHAPE_FIRST_ROW_MINUTES,
-            self.smooth_minutes
-            + max(
-                (*self.slope_minutes, *self.summary_slope_minutes, self.summary_min_minutes - 1, 0)
-            ),
-        )
+        return max(SHAPE_FIRST_ROW_MINUTES, self.smooth_minutes + self._look_back_minutes)
 
     @property
     def shape_names(self) -> list[str]:
